@@ -1,0 +1,1 @@
+"""Per-example references (backgrounds) for DeepLIFT/SHAP, shaped ``(N, K, 4, L)``."""
