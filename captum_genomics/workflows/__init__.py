@@ -1,0 +1,1 @@
+"""End-to-end jobs on real data, callable from Python and from ``captum-genomics``."""

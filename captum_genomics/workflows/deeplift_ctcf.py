@@ -1,0 +1,540 @@
+"""The CTCF job: ShuffleDeepLiftShap on held-out GM12878 CTCF peaks.
+
+What it does, in order:
+
+1. attributes each sequence with :class:`~captum_genomics.ShuffleDeepLiftShap`
+   against ``n_references`` dinucleotide shuffles of itself, returning
+   hypothetical contributions ``(N, 4, L)`` and convergence deltas ``(N, K)``;
+2. projects them onto the observed bases (contributions);
+3. writes ``ohe.npz`` + ``shap.npz`` (the inputs of tfmodisco-lite's
+   ``modisco motifs``), ``contributions.npz``, ``windows.tsv`` (one row per
+   sequence), ``summary.json`` and ``logo.png``;
+4. with a motif: checks, per sequence, whether the highest-attribution window
+   (width = motif width, sliding sum of contributions over positions) overlaps
+   the best PWM match (both strands), and compares that fraction with the same
+   statistic on dinucleotide-shuffled copies of the sequences (attributed the
+   same way) and with the chance level of a uniformly placed window.
+
+:func:`run_ctcf_job` runs it on the shipped CTCF model and held-out peaks;
+:func:`run_attribution_job` on any model and sequences (``captum-genomics
+attribute``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from captum_genomics.io import one_hot_encode
+from captum_genomics.modisco import modisco_command, save_modisco_inputs, save_npz
+from captum_genomics.motifs import Motif, scan_best_match
+
+__all__ = [
+    "AttributionResult",
+    "attribute_sequences",
+    "top_windows",
+    "windows_overlap",
+    "chance_overlap",
+    "motif_overlap",
+    "run_attribution_job",
+    "run_ctcf_job",
+]
+
+
+@dataclass
+class AttributionResult:
+    """Attributions of a set of sequences against their shuffled references.
+
+    Attributes
+    ----------
+    one_hot : Tensor, shape=(N, 4, L)
+    hypothetical : Tensor, shape=(N, 4, L)
+        Hypothetical contributions, averaged over the references.
+    contributions : Tensor, shape=(N, 4, L)
+        ``hypothetical * one_hot``: the contribution of each observed base.
+    delta : Tensor, shape=(N, K)
+        Convergence delta per example-reference pair.
+    outputs : Tensor, shape=(N,)
+        The model's output for ``target`` on each sequence.
+    """
+
+    one_hot: Tensor
+    hypothetical: Tensor
+    contributions: Tensor
+    delta: Tensor
+    outputs: Tensor
+
+
+def attribute_sequences(
+    model: torch.nn.Module,
+    one_hot: Tensor,
+    target: int = 0,
+    n_references: int = 20,
+    random_state: int = 0,
+    batch_size: int = 64,
+    show_progress: bool = False,
+) -> AttributionResult:
+    """Run ShuffleDeepLiftShap with dinucleotide-shuffled references.
+
+    Parameters
+    ----------
+    model
+        In eval mode; maps ``(N, 4, L)`` to ``(N, T)`` outputs.
+    one_hot
+        Shape=(N, 4, L), float one-hot.
+    target
+        Output column to explain. Default 0.
+    n_references
+        Shuffles per sequence (``K``). Default 20.
+    random_state
+        Seed of the shuffles. Default 0.
+    batch_size
+        Example-reference pairs per forward/backward pass. Default 64.
+    show_progress
+        tqdm bar over batches. Default False.
+
+    Returns
+    -------
+    AttributionResult
+    """
+    from captum_genomics import ShuffleDeepLiftShap
+
+    explainer = ShuffleDeepLiftShap(model)
+    hypothetical, delta = explainer.attribute(
+        one_hot,
+        n_references=n_references,
+        target=target,
+        batch_size=batch_size,
+        hypothetical=True,
+        return_convergence_delta=True,
+        random_state=random_state,
+        show_progress=show_progress,
+    )
+    hypothetical = hypothetical.detach()
+    with torch.no_grad():
+        outs = []
+        for start in range(0, len(one_hot), batch_size):
+            out = model(one_hot[start : start + batch_size])
+            outs.append((out[:, target] if out.ndim > 1 else out).reshape(-1))
+        outputs = torch.cat(outs).detach()
+    return AttributionResult(
+        one_hot=one_hot,
+        hypothetical=hypothetical,
+        contributions=hypothetical * one_hot,
+        delta=delta.detach().reshape(len(one_hot), -1),
+        outputs=outputs,
+    )
+
+
+def top_windows(contributions: Tensor, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The window of ``width`` bases with the largest summed contribution.
+
+    Parameters
+    ----------
+    contributions
+        Shape=(N, 4, L); summed over the 4 channels per position first.
+    width
+        Window width, ``1 <= width <= L``.
+
+    Returns
+    -------
+    starts : np.ndarray of int64, shape=(N,)
+        Leftmost position of each sequence's best window (first on ties).
+    sums : np.ndarray of float64, shape=(N,)
+        Its summed contribution.
+
+    Raises
+    ------
+    ValueError
+        If ``width`` is not in ``[1, L]``.
+    """
+    per_pos = contributions.detach().to(torch.float64).sum(dim=1).cpu().numpy()
+    length = per_pos.shape[1]
+    if not 1 <= width <= length:
+        raise ValueError(f"`width` must be in [1, {length}], got {width}.")
+    csum = np.concatenate([np.zeros((len(per_pos), 1)), np.cumsum(per_pos, axis=1)], axis=1)
+    sums = csum[:, width:] - csum[:, :-width]  # (N, L - width + 1)
+    starts = sums.argmax(axis=1)
+    return starts.astype(np.int64), sums[np.arange(len(sums)), starts]
+
+
+def windows_overlap(starts_a, width_a: int, starts_b, width_b: int) -> np.ndarray:
+    """Whether intervals ``[a, a + width_a)`` and ``[b, b + width_b)`` share a base.
+
+    Returns
+    -------
+    np.ndarray of bool, shape=(N,)
+    """
+    a, b = np.asarray(starts_a), np.asarray(starts_b)
+    return (a < b + width_b) & (b < a + width_a)
+
+
+def chance_overlap(motif_starts, motif_width: int, window_width: int, length: int) -> np.ndarray:
+    """Probability that a uniformly placed window overlaps each motif site.
+
+    The window start is uniform on ``0 .. length - window_width``; it overlaps
+    ``[p, p + motif_width)`` when it lies in
+    ``[p - window_width + 1, p + motif_width - 1]``.
+
+    Returns
+    -------
+    np.ndarray of float64, shape=(N,)
+    """
+    p = np.asarray(motif_starts, dtype=np.int64)
+    n_starts = length - window_width + 1
+    lo = np.maximum(p - window_width + 1, 0)
+    hi = np.minimum(p + motif_width - 1, length - window_width)
+    return np.clip(hi - lo + 1, 0, None) / n_starts
+
+
+def _wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score 95% interval of a binomial proportion."""
+    if n == 0:
+        return (math.nan, math.nan)
+    p = k / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def motif_overlap(result: AttributionResult, motif: Motif) -> dict:
+    """Per-sequence test: does the top-attribution window hit the best motif match?
+
+    Parameters
+    ----------
+    result
+        From :func:`attribute_sequences`.
+    motif
+        Scanned on both strands with :func:`~captum_genomics.motifs.scan_best_match`
+        (pseudocount 1, uniform background).
+
+    Returns
+    -------
+    dict
+        ``window_start``, ``window_sum``, ``motif_start``, ``motif_strand``,
+        ``motif_score``, ``overlap`` (per-sequence arrays), and the scalars
+        ``fraction``, ``n_overlap``, ``n``, ``ci95`` (Wilson interval),
+        ``chance`` (mean of :func:`chance_overlap`), ``window_width``.
+    """
+    width = motif.width
+    length = result.one_hot.shape[-1]
+    starts, sums = top_windows(result.contributions, width)
+    m_pos, m_strand, m_score = scan_best_match(result.one_hot, motif)
+    m_pos = m_pos.numpy()
+    hit = windows_overlap(starts, width, m_pos, width)
+    k, n = int(hit.sum()), len(hit)
+    return {
+        "window_start": starts,
+        "window_sum": sums,
+        "motif_start": m_pos,
+        "motif_strand": m_strand.numpy(),
+        "motif_score": m_score.numpy(),
+        "overlap": hit,
+        "n_overlap": k,
+        "n": n,
+        "fraction": k / n,
+        "ci95": _wilson(k, n),
+        "chance": float(chance_overlap(m_pos, width, width, length).mean()),
+        "window_width": width,
+    }
+
+
+def _write_table(path: Path, names: Sequence[str], result: AttributionResult, overlap: dict | None):
+    delta = result.delta.abs().median(dim=1).values.numpy()
+    head = ["name", "output", "total_contribution", "median_abs_delta"]
+    if overlap is not None:
+        head += ["window_start", "window_sum", "motif_start", "motif_strand", "motif_score", "overlap"]
+    total = result.contributions.sum(dim=(1, 2)).numpy()
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("\t".join(head) + "\n")
+        for i, name in enumerate(names):
+            row = [name, f"{float(result.outputs[i]):.6g}", f"{total[i]:.6g}", f"{delta[i]:.3g}"]
+            if overlap is not None:
+                row += [
+                    str(int(overlap["window_start"][i])),
+                    f"{overlap['window_sum'][i]:.6g}",
+                    str(int(overlap["motif_start"][i])),
+                    "+" if overlap["motif_strand"][i] > 0 else "-",
+                    f"{overlap['motif_score'][i]:.3f}",
+                    str(bool(overlap["overlap"][i])),
+                ]
+            handle.write("\t".join(row) + "\n")
+
+
+def _save_logo(path: Path, result: AttributionResult, names, motif: Motif | None, overlap: dict | None, pad: int = 5):
+    """Logo of the strongest window over all sequences (largest window sum)."""
+    from captum_genomics.plot import save_attribution_figure
+
+    width = motif.width if motif is not None else min(20, result.one_hot.shape[-1])
+    if overlap is None:
+        starts, sums = top_windows(result.contributions, width)
+    else:
+        starts, sums = overlap["window_start"], overlap["window_sum"]
+    i = int(np.argmax(sums))
+    length = result.one_hot.shape[-1]
+    lo, hi = max(0, int(starts[i]) - pad), min(length, int(starts[i]) + width + pad)
+    title = f"{names[i]}: contributions, top {width}-bp window at {int(starts[i])} (sum {sums[i]:.3g})"
+    kwargs = {}
+    if motif is not None and overlap is not None:
+        kwargs = dict(
+            motif=motif,
+            motif_start=int(overlap["motif_start"][i]),
+            motif_strand=int(overlap["motif_strand"][i]),
+        )
+    save_attribution_figure(path, result.contributions[i, :, lo:hi], start=lo, title=title, **kwargs)
+    return i
+
+
+def _fmt_overlap(label: str, ov: dict) -> str:
+    lo, hi = ov["ci95"]
+    return (
+        f"  {label:<19}{ov['n_overlap']:>4}/{ov['n']:<4} = {ov['fraction']:.2f} "
+        f"(95% CI {lo:.2f}-{hi:.2f}; chance {ov['chance']:.2f})"
+    )
+
+
+def run_attribution_job(
+    model: torch.nn.Module,
+    one_hot: Tensor,
+    out_dir: str | os.PathLike,
+    names: Sequence[str] | None = None,
+    target: int = 0,
+    n_references: int = 20,
+    random_state: int = 0,
+    batch_size: int = 64,
+    motif: Motif | None = None,
+    controls: bool | None = None,
+    plot: bool = True,
+    show_progress: bool = False,
+    verbose: bool = True,
+    label: str = "sequences",
+) -> dict:
+    """Attribute sequences, write the output files, summarise.
+
+    Parameters
+    ----------
+    model
+        Maps ``(N, 4, L)`` one-hot to ``(N, T)``; put in eval mode here.
+    one_hot
+        Shape=(N, 4, L), float one-hot in ``ACGT`` order.
+    out_dir
+        Output folder, created if needed. Written: ``ohe.npz``, ``shap.npz``
+        (hypothetical contributions), ``contributions.npz``, ``windows.tsv``,
+        ``summary.json``, and ``logo.png`` when ``plot``; with controls also
+        ``controls_ohe.npz`` and ``controls_contributions.npz``.
+    names
+        One label per sequence. Default ``seq0, seq1, ...``.
+    target
+        Output column to explain. Default 0.
+    n_references
+        Dinucleotide shuffles per sequence. Default 20.
+    random_state
+        Seed of the references; the shuffled controls use ``random_state + 1``
+        for themselves and ``random_state`` for their references. Default 0.
+    batch_size
+        Example-reference pairs per batch. Default 64.
+    motif
+        If given, the motif-overlap summary is computed and printed.
+        Default None.
+    controls
+        Attribute dinucleotide-shuffled copies of the sequences the same way
+        and report the same overlap statistic on them. Default: True when a
+        motif is given.
+    plot
+        Write ``logo.png`` (needs matplotlib and logomaker). Default True.
+    show_progress
+        tqdm progress bars. Default False.
+    verbose
+        Print the summary. Default True.
+    label
+        What the sequences are, for the printed summary. Default
+        ``"sequences"``.
+
+    Returns
+    -------
+    dict
+        The content of ``summary.json``: counts, settings, timings, median
+        absolute convergence delta, file names, and with a motif the
+        ``"overlap"`` (and ``"controls"``) statistics.
+    """
+    from captum_genomics.references import dinucleotide_shuffle
+
+    t0 = time.perf_counter()
+    model.eval()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n, _, length = one_hot.shape
+    names = [f"seq{i}" for i in range(n)] if names is None else list(names)
+    if controls is None:
+        controls = motif is not None
+
+    result = attribute_sequences(
+        model, one_hot, target=target, n_references=n_references,
+        random_state=random_state, batch_size=batch_size, show_progress=show_progress,
+    )
+    ohe_path, shap_path = save_modisco_inputs(out_dir, one_hot, result.hypothetical)
+    save_npz(out_dir / "contributions.npz", result.contributions)
+    summary: dict = {
+        "n_sequences": n,
+        "length": length,
+        "target": target,
+        "n_references": n_references,
+        "random_state": random_state,
+        "references": "dinucleotide shuffles of each sequence",
+        "method": "ShuffleDeepLiftShap",
+        "median_abs_convergence_delta": float(result.delta.abs().median()),
+        "max_abs_convergence_delta": float(result.delta.abs().max()),
+        "mean_output": float(result.outputs.mean()),
+    }
+    lines = [
+        f"ShuffleDeepLiftShap on {n} {label} (L={length}, target {target}, "
+        f"{n_references} dinucleotide-shuffled references each)"
+    ]
+    overlap = None
+    if motif is not None:
+        overlap = motif_overlap(result, motif)
+        summary["motif"] = {"id": motif.id, "name": motif.name, "width": motif.width}
+        summary["overlap"] = {k: overlap[k] for k in ("n_overlap", "n", "fraction", "ci95", "chance")}
+        lines.append(
+            f"top-attribution {motif.width}-bp window overlaps the best {motif.id} "
+            f"({motif.name}) match, both strands:"
+        )
+        lines.append(_fmt_overlap(label, overlap))
+    if controls:
+        shuffled = dinucleotide_shuffle(one_hot, n_references=1, random_state=random_state + 1)[:, 0]
+        shuffled = shuffled.to(one_hot.dtype)
+        ctrl = attribute_sequences(
+            model, shuffled, target=target, n_references=n_references,
+            random_state=random_state, batch_size=batch_size, show_progress=show_progress,
+        )
+        save_npz(out_dir / "controls_ohe.npz", shuffled)
+        save_npz(out_dir / "controls_contributions.npz", ctrl.contributions)
+        summary["controls"] = {
+            "what": "one dinucleotide shuffle per sequence (seed random_state + 1), attributed the same way",
+            "median_abs_convergence_delta": float(ctrl.delta.abs().median()),
+            "mean_output": float(ctrl.outputs.mean()),
+        }
+        if motif is not None:
+            c_ov = motif_overlap(ctrl, motif)
+            summary["controls"]["overlap"] = {
+                k: c_ov[k] for k in ("n_overlap", "n", "fraction", "ci95", "chance")
+            }
+            lines.append(_fmt_overlap("shuffled controls", c_ov))
+        lines.append(
+            f"mean model output: {summary['mean_output']:.3g} ({label}), "
+            f"{summary['controls']['mean_output']:.3g} (shuffled controls)"
+        )
+    lines.append(
+        f"median |convergence delta|: {summary['median_abs_convergence_delta']:.2e}"
+        + (
+            f" ({label}), {summary['controls']['median_abs_convergence_delta']:.2e} (controls)"
+            if controls else ""
+        )
+        + f"; max {summary['max_abs_convergence_delta']:.2e}"
+    )
+    _write_table(out_dir / "windows.tsv", names, result, overlap)
+    files = ["ohe.npz", "shap.npz", "contributions.npz", "windows.tsv", "summary.json"]
+    if controls:
+        files += ["controls_ohe.npz", "controls_contributions.npz"]
+    if plot:
+        idx = _save_logo(out_dir / "logo.png", result, names, motif, overlap)
+        summary["logo_sequence"] = names[idx]
+        files.append("logo.png")
+    summary["files"] = files
+    summary["modisco_command"] = modisco_command(ohe_path, shap_path, length)
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    with open(out_dir / "summary.json", "w", encoding="utf-8") as handle:
+        json.dump(summary, handle, indent=1, default=float)
+        handle.write("\n")
+    lines.append(f"wrote {', '.join(files)} to {out_dir}/ in {summary['seconds']:.1f} s")
+    lines.append(f"motif discovery: {summary['modisco_command']}")
+    summary["report"] = "\n".join(lines)
+    if verbose:
+        print(summary["report"])
+    return summary
+
+
+def run_ctcf_job(
+    out_dir: str | os.PathLike = "captum_genomics_out",
+    model: torch.nn.Module | None = None,
+    sequences: Tensor | Sequence[str] | None = None,
+    n_references: int = 20,
+    random_state: int = 0,
+    n_examples: int | None = None,
+    batch_size: int = 64,
+    plot: bool = True,
+    show_progress: bool = False,
+    verbose: bool = True,
+) -> dict:
+    """The default job: attribute held-out CTCF peaks, check against JASPAR CTCF.
+
+    Parameters
+    ----------
+    out_dir
+        Output folder. Default ``"captum_genomics_out"``.
+    model
+        Default: :func:`~captum_genomics.zoo.load_ctcf_model`, the shipped CNN.
+    sequences
+        One-hot tensor ``(N, 4, L)`` or equal-length strings. Default: the 50
+        test-split peaks of :func:`~captum_genomics.datasets.load_ctcf_peaks`
+        (never seen in training or model selection).
+    n_references
+        Dinucleotide shuffles per sequence. Default 20.
+    random_state
+        Seed of references and controls. Default 0.
+    n_examples
+        Use only the first ``n_examples`` sequences (for quick runs).
+        Default all.
+    batch_size
+        Example-reference pairs per batch. Default 64.
+    plot
+        Write ``logo.png``. Default True.
+    show_progress
+        tqdm bars. Default False.
+    verbose
+        Print the summary. Default True.
+
+    Returns
+    -------
+    dict
+        See :func:`run_attribution_job`; always includes the motif overlap for
+        JASPAR MA0139.2 and the shuffled controls.
+    """
+    from captum_genomics.datasets import load_ctcf_motif, load_ctcf_peaks
+    from captum_genomics.zoo.ctcf import ctcf_split, load_ctcf_model
+
+    if model is None:
+        model = load_ctcf_model()
+    if sequences is None:
+        peaks = load_ctcf_peaks()
+        test = ctcf_split()["test"]
+        one_hot = peaks.one_hot[torch.from_numpy(test)]
+        names = [peaks.names[i] for i in test]
+        label = "held-out CTCF peaks"
+    else:
+        if isinstance(sequences, Tensor):
+            one_hot = sequences.to(torch.float32)
+        else:
+            one_hot = one_hot_encode(list(sequences))
+        names = None
+        label = "sequences"
+    if n_examples is not None:
+        if n_examples < 1:
+            raise ValueError(f"`n_examples` must be >= 1, got {n_examples}.")
+        one_hot = one_hot[:n_examples]
+        names = None if names is None else names[:n_examples]
+    return run_attribution_job(
+        model, one_hot, out_dir, names=names, target=0, n_references=n_references,
+        random_state=random_state, batch_size=batch_size, motif=load_ctcf_motif(),
+        controls=True, plot=plot, show_progress=show_progress, verbose=verbose, label=label,
+    )
