@@ -4,6 +4,22 @@ Attribution methods follow Captum's ``Attribution`` API; see the README and
 ``docs/`` for the workflows.
 """
 
+from .contributions import hypothetical_contributions, project_contributions
+from .deeplift import deeplift_multipliers
+from .methods import ConvergenceDeltaWarning, ShuffleDeepLiftShap
+from .rules import RuleRegistry, UnsupportedOperationError, UnsupportedOperationWarning, default_rules
+
 __version__ = "0.1.0.dev0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "ShuffleDeepLiftShap",
+    "ConvergenceDeltaWarning",
+    "deeplift_multipliers",
+    "hypothetical_contributions",
+    "project_contributions",
+    "RuleRegistry",
+    "default_rules",
+    "UnsupportedOperationError",
+    "UnsupportedOperationWarning",
+    "__version__",
+]

@@ -1,0 +1,492 @@
+"""``ShuffleDeepLiftShap``: DeepLIFT/SHAP against per-example shuffled references.
+
+Orchestration only: references come from :mod:`captum_genomics.references`,
+the multipliers from :mod:`captum_genomics.deeplift`, the rules from
+:mod:`captum_genomics.rules` and hypothetical contributions from
+:mod:`captum_genomics.contributions`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable, Literal, Sequence, overload
+
+import torch
+from torch import Tensor
+
+from .._captum_compat import GradientAttribution, format_additional_forward_args, log_usage
+from .._checks import check_eval_mode, check_finite, check_positive_int, check_shape
+from ..contributions import pair_hypothetical
+from ..deeplift import DeepLiftPasses, detached_forward
+from ..rules.registry import RuleRegistry, UnsupportedOperationWarning, default_rules
+from ._targets import make_selector, validate_target
+
+__all__ = ["ShuffleDeepLiftShap", "ConvergenceDeltaWarning"]
+
+
+class ConvergenceDeltaWarning(UserWarning):
+    """Some example-reference pair's ``|convergence delta|`` exceeded ``warning_threshold``."""
+
+
+def _model_device(model, fallback: torch.device) -> torch.device:
+    if isinstance(model, torch.nn.Module):
+        for tensor in list(model.parameters()) + list(model.buffers()):
+            return tensor.device
+    return fallback
+
+
+def _is_one_hot(x: Tensor) -> bool:
+    if x.ndim != 3:
+        return False
+    binary = bool(((x == 0) | (x == 1)).all())
+    return binary and bool((x.sum(dim=1) <= 1).all())
+
+
+class _References:
+    """Per-example references for a range of examples, from tensors or a generator."""
+
+    def __init__(self, references, inputs: tuple[Tensor, ...], n_references, random_state,
+                 example_indices: Tensor):
+        self.inputs = inputs
+        self.random_state = random_state
+        self.example_indices = example_indices
+        n = inputs[0].shape[0]
+        given = references
+        if isinstance(given, Tensor) or (
+            isinstance(given, (tuple, list)) and given and all(isinstance(r, Tensor) for r in given)
+        ):
+            tensors = (given,) if isinstance(given, Tensor) else tuple(given)
+            if len(tensors) != len(inputs):
+                raise ValueError(
+                    f"`references` must hold one tensor per input ({len(inputs)}), got "
+                    f"{len(tensors)}."
+                )
+            k = None
+            for j, (ref, x) in enumerate(zip(tensors, inputs)):
+                name = "references" if len(inputs) == 1 else f"references[{j}]"
+                if ref.ndim != x.ndim + 1 or ref.shape[0] != n or ref.shape[2:] != x.shape[1:]:
+                    shape = (n, "K", *x.shape[1:])
+                    raise ValueError(
+                        f"`{name}` must have shape (N, K, *input.shape[1:]) = "
+                        f"({', '.join(map(str, shape))}), got {tuple(ref.shape)}."
+                    )
+                if ref.shape[1] == 0:
+                    raise ValueError(f"`{name}` has K = 0 references per example; need K >= 1.")
+                if k is not None and ref.shape[1] != k:
+                    raise ValueError(
+                        f"`references` tensors disagree on K: {k} vs {ref.shape[1]} ({name})."
+                    )
+                k = ref.shape[1]
+                check_finite(ref, name)
+            self.tensors, self.generators, self.k = tensors, None, int(k)
+        else:
+            from ..references import resolve_reference_generator
+
+            check_positive_int(n_references, "n_references")
+            specs = tuple(given) if isinstance(given, (tuple, list)) else (given,) * len(inputs)
+            if len(specs) != len(inputs):
+                raise ValueError(
+                    f"`references` must hold one entry per input ({len(inputs)}), got "
+                    f"{len(specs)}."
+                )
+            self.tensors = None
+            self.generators = tuple(resolve_reference_generator(s) for s in specs)
+            self.k = int(n_references)
+        self._cache: tuple[int, int, tuple[Tensor, ...]] | None = None
+
+    def for_examples(self, lo: int, hi: int) -> tuple[Tensor, ...]:
+        """References of examples ``lo..hi-1``: tuple of ``(hi - lo, K, *shape)``."""
+        if self.tensors is not None:
+            return tuple(r[lo:hi] for r in self.tensors)
+        if self._cache is not None and self._cache[0] <= lo and hi <= self._cache[1]:
+            c_lo = self._cache[0]
+            return tuple(r[lo - c_lo:hi - c_lo] for r in self._cache[2])
+        refs = []
+        for gen, x in zip(self.generators, self.inputs):
+            out = gen(x[lo:hi], self.k, example_indices=self.example_indices[lo:hi],
+                      random_state=self.random_state)
+            refs.append(out.to(x.dtype))
+        self._cache = (lo, hi, tuple(refs))
+        return self._cache[2]
+
+
+class ShuffleDeepLiftShap(GradientAttribution):
+    r"""DeepLIFT/SHAP with per-example shuffled references, for one-hot sequence models.
+
+    The DeepSHAP estimator of Lundberg & Lee (2017) with the DeepLIFT rescale
+    rule (Shrikumar, Greenside & Kundaje 2017), against ``K`` references per
+    example, by default dinucleotide shuffles of the example itself as in
+    tangermeme's ``deep_lift_shap`` and the DeepSHAP/BPNet workflow. The
+    attribution of an example is the mean over its references of the DeepLIFT
+    attributions against each one.
+
+    What differs from Captum's ``DeepLiftShap`` and tangermeme's
+    ``deep_lift_shap``:
+
+    * rules are applied to torch *operations*, not modules, so functional
+      activations (``torch.relu``, ``F.gelu``), reused modules and subclasses
+      of ``nn.ReLU`` are all handled, and an op without a rule is reported,
+      never silently treated as linear (see :mod:`captum_genomics.rules`);
+    * the max-pool rule is exact, also for overlapping and dilated windows;
+    * each batch runs a gradient-free forward of the references, then one
+      forward and one backward of the inputs (no parameter gradients), about
+      two thirds of the work of the concatenated-batch approach;
+    * several targets share one forward (``targets=[...]``);
+    * the references of an example are seeded by ``(random_state, example
+      index, reference index)``, so they do not depend on batching;
+    * convergence deltas are returned per example-reference pair.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or callable
+        Maps a batch ``(B, A, L)`` (plus ``additional_forward_args``) to an
+        output ``(B,)``, ``(B, T)`` or ``(B, T, ...)`` indexed by ``target``.
+        Dropout and batch-norm layers must be in eval mode.
+    rules : RuleRegistry, optional
+        The rule registry; default :func:`~captum_genomics.rules.default_rules`.
+        Extend or override it per instance or per call.
+    strict : bool
+        If True, an operation on input-dependent tensors with no rule raises
+        :class:`~captum_genomics.rules.UnsupportedOperationError`; otherwise
+        it is treated as linear with an
+        :class:`~captum_genomics.rules.UnsupportedOperationWarning` naming it.
+        Default False.
+    """
+
+    def __init__(self, model: Callable, rules: RuleRegistry | None = None, strict: bool = False):
+        super().__init__(model)
+        if rules is not None and not isinstance(rules, RuleRegistry):
+            raise TypeError(f"`rules` must be a RuleRegistry, got {type(rules).__name__}.")
+        self.rules = rules if rules is not None else default_rules()
+        self.strict = bool(strict)
+
+    def has_convergence_delta(self) -> bool:
+        """True: ``attribute`` can return convergence deltas."""
+        return True
+
+    @overload
+    def attribute(self, inputs: Tensor | tuple[Tensor, ...], references: Any = ...,
+                  n_references: int = ..., target: Any = ..., additional_forward_args: Any = ...,
+                  batch_size: int = ..., hypothetical: bool = ...,
+                  return_multipliers: bool = ...,
+                  return_convergence_delta: Literal[False] = ..., **kwargs) -> Any: ...
+
+    @overload
+    def attribute(self, inputs: Tensor | tuple[Tensor, ...], references: Any = ...,
+                  n_references: int = ..., target: Any = ..., additional_forward_args: Any = ...,
+                  batch_size: int = ..., hypothetical: bool = ...,
+                  return_multipliers: bool = ...,
+                  *, return_convergence_delta: Literal[True], **kwargs) -> tuple[Any, Tensor]: ...
+
+    @log_usage()
+    def attribute(
+        self,
+        inputs: Tensor | tuple[Tensor, ...],
+        references: Any = None,
+        n_references: int = 20,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        batch_size: int = 64,
+        hypothetical: bool = False,
+        return_multipliers: bool = False,
+        return_convergence_delta: bool = False,
+        warning_threshold: float = 1e-3,
+        random_state: int | None = None,
+        show_progress: bool = False,
+        example_indices: Sequence[int] | Tensor | None = None,
+        targets: Sequence[Any] | None = None,
+        rules: RuleRegistry | None = None,
+        strict: bool | None = None,
+    ):
+        r"""Attribute the selected output to the inputs.
+
+        Parameters
+        ----------
+        inputs : Tensor ``(N, A, L)`` or tuple of tensors ``(N, *shape_j)``
+            One-hot sequences (channel-first, ACGT order; all-zero columns are
+            N) or, for multi-input models, one tensor per model input. Float.
+        references : None, str, callable, Tensor ``(N, K, A, L)`` or tuple
+            The per-example references. None (default) uses ``n_references``
+            dinucleotide shuffles of each example; a string
+            (``"dinucleotide"``, ``"shuffle"``, ``"zeros"``, ``"uniform"``,
+            ``"gc"``) or a generator from :mod:`captum_genomics.references`
+            (e.g. ``KmerShuffle(k=3, start=400, end=600)``) picks another; a
+            callable ``f(inputs_chunk, n_references)`` returning
+            ``(n, K, A, L)`` is used as is; a tensor (one per input for
+            tuples) gives the references explicitly. These are not Captum
+            ``baselines``: each example has its own ``K`` references.
+        n_references : int
+            ``K`` when the references are generated. Default 20.
+        target : int, tuple, Tensor ``(N,)``, list of length N, or None
+            Captum's ``target``: which output to explain. An ``int`` selects
+            ``output[:, target]``, a tuple indexes the non-batch axes, a
+            tensor or list gives one target per example, None requires an
+            output ``(B,)`` or ``(B, 1)``. Default None.
+        additional_forward_args : Any
+            Extra model arguments (Captum's convention). A tensor whose first
+            axis has size ``N`` is indexed per example-reference pair; other
+            values are passed unchanged.
+        batch_size : int
+            Example-reference pairs per forward/backward. Memory grows with it
+            and not with ``N``. Default 64.
+        hypothetical : bool
+            Return hypothetical contributions ``(N, A, L)`` (the contribution
+            each base would have at each position; see
+            :func:`~captum_genomics.contributions.hypothetical_contributions`)
+            instead of contributions of the observed bases. One-hot inputs
+            only. Default False.
+        return_multipliers : bool
+            Return the raw multipliers of every pair, ``(N, K, *shape)``, and
+            skip the averaging. Default False.
+        return_convergence_delta : bool
+            Also return the convergence deltas. Default False.
+        warning_threshold : float
+            A :class:`ConvergenceDeltaWarning` is raised when any pair's
+            ``|delta|`` exceeds it. Default ``1e-3``.
+        random_state : int or None
+            Seed of generated references; the references of example ``i``
+            are seeded by ``(random_state, example_indices[i], k)``. None
+            draws fresh ones. Default None.
+        show_progress : bool
+            Show a tqdm progress bar over batches. Default False.
+        example_indices : sequence of int or Tensor ``(N,)``, optional
+            Each example's index in the full data set, used for seeding.
+            Default ``0..N-1``. Pass ``[i]`` to reproduce example ``i`` alone.
+        targets : sequence of targets, optional
+            Several targets from one forward pass per batch; each entry is a
+            ``target`` as above. Returns a list with one result per target.
+            (Captum already gives a *list* ``target`` a per-example meaning,
+            hence the separate argument.)
+        rules, strict
+            Override the instance's rule registry / strictness for this call.
+
+        Returns
+        -------
+        attributions : Tensor or tuple of Tensors
+            Shaped like ``inputs`` (tuple in, tuple out), on the inputs'
+            device and dtype. For one-hot inputs: the contributions of the
+            observed bases (the hypothetical contributions times the input),
+            whose sum over ``A`` at each position is DeepLIFT's
+            ``sum_a m (x - r)`` averaged over references. For other inputs:
+            ``mean_k m_k * (x - r_k)``. With ``hypothetical=True``, the
+            hypothetical contributions; with ``return_multipliers=True``,
+            ``(N, K, *shape)`` multipliers.
+        delta : Tensor ``(N, K)``, only with ``return_convergence_delta=True``
+            Per example-reference pair:
+            ``sum(m * (x - r)) - (f(x) - f(r))`` (Captum's sign). The
+            attributions of an example sum to the mean over ``k`` of
+            ``f(x) - f(r_k)`` plus the mean of its deltas.
+
+        With ``targets``, a list of the above, one per target.
+
+        Raises
+        ------
+        ValueError
+            Empty or non-finite inputs, references of the wrong shape or with
+            ``K = 0``, a target out of range, a model in training mode,
+            ``hypothetical`` with non-one-hot inputs, non-one-hot inputs to a
+            shuffle.
+        UnsupportedOperationError
+            Under ``strict=True``, an input-dependent op with no rule.
+        """
+        strict = self.strict if strict is None else bool(strict)
+        registry = self.rules if rules is None else rules
+        if not isinstance(registry, RuleRegistry):
+            raise TypeError(f"`rules` must be a RuleRegistry, got {type(registry).__name__}.")
+        is_tuple = isinstance(inputs, (tuple, list))
+        xs = tuple(inputs) if is_tuple else (inputs,)
+        self._validate_inputs(xs)
+        n = xs[0].shape[0]
+        check_positive_int(batch_size, "batch_size")
+        if not warning_threshold >= 0:
+            raise ValueError(f"`warning_threshold` must be >= 0, got {warning_threshold!r}.")
+        check_eval_mode(self.forward_func, "model")
+        if example_indices is None:
+            ex_idx = torch.arange(n)
+        else:
+            ex_idx = torch.as_tensor(example_indices, dtype=torch.long).reshape(-1)
+            if ex_idx.numel() != n:
+                raise ValueError(
+                    f"`example_indices` must have one entry per example ({n}), got "
+                    f"{ex_idx.numel()}."
+                )
+        one_hot = tuple(_is_one_hot(x) for x in xs)
+        if hypothetical and not all(one_hot):
+            raise ValueError(
+                "`hypothetical=True` needs one-hot inputs (N, A, L) with values 0/1 and at "
+                "most one 1 per column; got non-one-hot input(s) at position(s) "
+                f"{[j for j, o in enumerate(one_hot) if not o]}."
+            )
+        target_list = list(targets) if targets is not None else [target]
+        if targets is not None and len(target_list) == 0:
+            raise ValueError("`targets` must hold at least one target, got an empty sequence.")
+        for t in target_list:
+            validate_target(t, n, "targets" if targets is not None else "target")
+        refs = _References(references, xs, n_references, random_state, ex_idx)
+        k = refs.k
+        extra = format_additional_forward_args(additional_forward_args)
+        device = _model_device(self.forward_func, xs[0].device)
+
+        passes = DeepLiftPasses(detached_forward(self.forward_func), registry, strict)
+        n_t = len(target_list)
+        if return_multipliers:
+            outs = [[torch.empty((n, k, *x.shape[1:]), dtype=x.dtype, device=x.device)
+                     for x in xs] for _ in range(n_t)]
+        else:
+            outs = [[torch.empty_like(x) for x in xs] for _ in range(n_t)]
+        deltas = [torch.empty((n, k), dtype=xs[0].dtype, device=xs[0].device) for _ in range(n_t)]
+        pending: list[list[Tensor | None]] = [[None] * len(xs) for _ in range(n_t)]
+        done = [0] * n_t  # examples finished per target
+
+        total = n * k
+        starts = range(0, total, batch_size)
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="ShuffleDeepLiftShap", unit="batch")
+        for start in starts:
+            stop = min(start + batch_size, total)
+            pair = torch.arange(start, stop)
+            ex, kk = pair // k, pair % k
+            lo, hi = int(ex[0]), int(ex[-1]) + 1
+            chunk_refs = refs.for_examples(lo, hi)
+            x_b = tuple(x[ex].to(device) for x in xs)
+            r_b = tuple(r[ex - lo, kk].to(device) for r in chunk_refs)
+            extra_b = tuple(
+                a[ex.to(a.device)].to(device) if isinstance(a, Tensor) and a.ndim > 0
+                and a.shape[0] == n else a
+                for a in extra
+            )
+            selectors = [make_selector(t, ex, n) for t in target_list]
+            mults, y_x, y_r = passes.run(x_b, r_b, extra_b, selectors)
+            for t in range(n_t):
+                contrib = tuple(m * (x - r) for m, x, r in zip(mults[t], x_b, r_b))
+                flat = sum(c.reshape(len(c), -1).sum(1) for c in contrib)
+                delta = flat - (y_x[t] - y_r[t])
+                deltas[t][ex, kk] = delta.to(deltas[t])
+                if return_multipliers:
+                    for j, m in enumerate(mults[t]):
+                        outs[t][j][ex, kk] = m.to(outs[t][j])
+                    continue
+                per_pair = tuple(
+                    pair_hypothetical(m, r) if one_hot[j] else contrib[j]
+                    for j, (m, r) in enumerate(zip(mults[t], r_b))
+                )
+                done[t] = self._reduce(per_pair, pending[t], outs[t], xs, done[t], k,
+                                       one_hot, hypothetical)
+        self._warn(passes, deltas, warning_threshold)
+        results = []
+        for t in range(n_t):
+            attr = tuple(outs[t]) if is_tuple else outs[t][0]
+            results.append((attr, deltas[t]) if return_convergence_delta else attr)
+        return results if targets is not None else results[0]
+
+    @staticmethod
+    def _reduce(per_pair, pending, outs, xs, done, k, one_hot, hypothetical) -> int:
+        """Average completed examples over their K pairs in a fixed order; return examples done."""
+        n_done = done
+        for j, values in enumerate(per_pair):
+            values = values.to(outs[j].device, outs[j].dtype)
+            if pending[j] is not None:
+                values = torch.cat([pending[j], values])
+            n_full = values.shape[0] // k
+            full = values[: n_full * k].reshape(n_full, k, *values.shape[1:])
+            acc = full[:, 0].clone()
+            for i in range(1, k):
+                acc += full[:, i]
+            acc /= k
+            if one_hot[j] and not hypothetical:
+                acc *= xs[j][done:done + n_full].to(acc)
+            outs[j][done:done + n_full] = acc
+            rest = values[n_full * k:]
+            pending[j] = rest if rest.shape[0] else None
+            n_done = done + n_full
+        return n_done
+
+    @staticmethod
+    def _warn(passes, deltas, threshold) -> None:
+        for message in passes.unsupported.values():
+            warnings.warn(message, UnsupportedOperationWarning, stacklevel=3)
+        for d in deltas:
+            worst = d.abs().max().item() if d.numel() else 0.0
+            if worst > threshold:
+                count = int((d.abs() > threshold).sum())
+                warnings.warn(
+                    f"{count} of {d.numel()} example-reference pairs have |convergence delta| "
+                    f"> warning_threshold={threshold:g} (max {worst:.3g}); attributions do not "
+                    "sum to the output differences. Check for ops without a rule "
+                    "(strict=True raises on them) or for low precision.",
+                    ConvergenceDeltaWarning,
+                    stacklevel=3,
+                )
+
+    @staticmethod
+    def _validate_inputs(xs: tuple) -> None:
+        if len(xs) == 0:
+            raise ValueError("`inputs` must hold at least one tensor, got an empty tuple.")
+        n = None
+        for j, x in enumerate(xs):
+            name = "inputs" if len(xs) == 1 else f"inputs[{j}]"
+            if not isinstance(x, Tensor):
+                raise TypeError(f"`{name}` must be a torch.Tensor, got {type(x).__name__}.")
+            if not x.is_floating_point():
+                raise TypeError(
+                    f"`{name}` must be a floating-point tensor (e.g. one-hot float32), got "
+                    f"dtype {x.dtype}."
+                )
+            if x.ndim < 2:
+                raise ValueError(f"`{name}` must have a batch axis and a feature axis, got "
+                                 f"shape {tuple(x.shape)}.")
+            if x.shape[0] == 0:
+                raise ValueError(f"`{name}` is an empty batch (shape {tuple(x.shape)}); need "
+                                 "N >= 1 examples.")
+            if n is not None and x.shape[0] != n:
+                raise ValueError(f"`{name}` has {x.shape[0]} examples but inputs[0] has {n}.")
+            n = x.shape[0]
+            check_finite(x, name)
+
+    def compute_convergence_delta(
+        self,
+        attributions: Tensor | tuple[Tensor, ...],
+        start_point: Tensor | tuple[Tensor, ...],
+        end_point: Tensor | tuple[Tensor, ...],
+        target: Any = None,
+        additional_forward_args: Any = None,
+    ) -> Tensor:
+        r"""Per-example convergence delta of averaged attributions.
+
+        Parameters
+        ----------
+        attributions : Tensor ``(N, *shape)`` or tuple
+            Attributions as returned by :meth:`attribute`.
+        start_point : Tensor ``(N, K, *shape)`` or ``(N, *shape)``, or tuple
+            The references (``K`` per example) or one baseline per example.
+        end_point : Tensor ``(N, *shape)`` or tuple
+            The inputs.
+        target, additional_forward_args
+            As in :meth:`attribute`.
+
+        Returns
+        -------
+        Tensor ``(N,)``
+            ``sum(attributions_i) - mean_k (f(x_i) - f(r_ik))``.
+        """
+        attrs = attributions if isinstance(attributions, tuple) else (attributions,)
+        xs = end_point if isinstance(end_point, tuple) else (end_point,)
+        rs = start_point if isinstance(start_point, tuple) else (start_point,)
+        n = xs[0].shape[0]
+        extra = format_additional_forward_args(additional_forward_args)
+        rs = tuple(r if r.ndim == x.ndim + 1 else r.unsqueeze(1) for r, x in zip(rs, xs))
+        for r, x in zip(rs, xs):
+            check_shape(r, "start_point", (n, None, *x.shape[1:]))
+        k = rs[0].shape[1]
+        ex = torch.arange(n).repeat_interleave(k)
+        select = make_selector(target, ex, n)
+        with torch.no_grad():
+            fx = make_selector(target, torch.arange(n), n)(self.forward_func(*xs, *extra))
+            extra_r = tuple(a[ex] if isinstance(a, Tensor) and a.ndim and a.shape[0] == n else a
+                            for a in extra)
+            fr = select(self.forward_func(*(r.reshape(n * k, *r.shape[2:]) for r in rs),
+                                          *extra_r)).reshape(n, k)
+        total = sum(a.reshape(n, -1).sum(1) for a in attrs)
+        return total - (fx - fr.mean(1)).to(total)

@@ -1,0 +1,68 @@
+"""The interface every DeepLIFT rule implements.
+
+A rule replaces the gradient of one nonlinear operation with DeepLIFT
+multipliers. Rules see the operation twice, in the two passes the engine in
+:mod:`captum_genomics.deeplift` runs for every batch of example-reference pairs:
+
+1. the **reference pass** (no autograd graph), where :meth:`Rule.record` keeps
+   what the rule needs from the reference activations (``state``), and
+2. the **input pass** (with autograd), where :meth:`Rule.apply` computes the
+   operation on the inputs and attaches a backward that uses ``state``.
+
+Both passes see the same operations in the same order, so the ``i``-th
+recorded state belongs to the ``i``-th call in the input pass. Rules hold no
+per-call state themselves and write nothing onto the user's modules.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from torch import Tensor
+
+__all__ = ["Rule", "strip_inplace"]
+
+
+def strip_inplace(kwargs: dict) -> dict:
+    """Return ``kwargs`` with ``inplace`` forced to False (a copy; the input is unchanged)."""
+    if kwargs.get("inplace"):
+        kwargs = dict(kwargs)
+        kwargs["inplace"] = False
+    return kwargs
+
+
+class Rule:
+    """Base class of a DeepLIFT rule for one torch operation.
+
+    Subclasses implement :meth:`record` and :meth:`apply`. The default
+    :meth:`reference` runs the operation out of place and returns
+    ``(output, record(...))``.
+
+    Rules must be stateless across calls: anything a call needs travels in the
+    ``state`` returned by :meth:`record`.
+    """
+
+    #: Human-readable name of the rule, used in ``repr`` and messages.
+    name = "rule"
+
+    def reference(self, func: Callable, args: tuple, kwargs: dict) -> tuple[Any, Any]:
+        """Run ``func`` in the reference pass; return ``(output, state)``."""
+        kwargs = strip_inplace(kwargs)
+        out = func(*args, **kwargs)
+        return out, self.record(args, kwargs, out)
+
+    def record(self, args: tuple, kwargs: dict, output: Any) -> Any:
+        """What to keep from the reference pass (default: the first argument)."""
+        return args[0] if args else None
+
+    def apply(self, func: Callable, args: tuple, kwargs: dict, state: Any) -> Any:
+        """Run ``func`` on the inputs with the rule's multipliers as its backward."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def requires_grad(x: Any) -> bool:
+    """True when ``x`` is a tensor that depends on the attributed inputs."""
+    return isinstance(x, Tensor) and x.requires_grad

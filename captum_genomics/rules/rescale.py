@@ -1,0 +1,105 @@
+"""The rescale rule for elementwise nonlinearities.
+
+DeepLIFT's rescale rule (Shrikumar, Greenside & Kundaje 2017, "Learning
+Important Features Through Propagating Activation Differences", ICML) replaces
+the derivative of an elementwise function ``f`` by the secant
+``(f(x) - f(r)) / (x - r)`` between the input activation ``x`` and its
+reference ``r``. Where ``|x - r| < eps`` the secant is numerically unstable and
+the ordinary derivative at ``x`` is used instead, as Captum and tangermeme do
+(tangermeme's threshold of ``1e-6`` is the default, so the two agree).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from .base import Rule, requires_grad, strip_inplace
+
+__all__ = ["Rescale", "elementwise_derivative"]
+
+
+def elementwise_derivative(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """Ordinary derivative of an elementwise ``fn`` at ``x``; same shape and dtype as ``x``."""
+    with torch.enable_grad():
+        xx = x.detach().requires_grad_(True)
+        yy = fn(xx)
+        (d,) = torch.autograd.grad(yy, xx, torch.ones_like(yy), allow_unused=True)
+    return torch.zeros_like(x) if d is None else d
+
+
+class _RescaleFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, r, fn, eps):
+        y = fn(x)
+        dx = x - r
+        small = dx.abs() < eps
+        ratio = (y - fn(r)) / torch.where(small, torch.ones_like(dx), dx)
+        if bool(small.any()):
+            ratio = torch.where(small, elementwise_derivative(fn, x), ratio)
+        ctx.save_for_backward(ratio)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (ratio,) = ctx.saved_tensors
+        return grad * ratio, None, None, None
+
+
+class Rescale(Rule):
+    """Rescale rule for an elementwise function of one input-dependent tensor.
+
+    Applies to any function whose first argument is the input-dependent tensor
+    and whose other arguments are constants (slopes, bounds, learned PReLU
+    weights), e.g. ``relu``, ``gelu``, ``silu``, ``sigmoid``, ``tanh``,
+    ``softplus``, ``leaky_relu``, ``exp``, ``clamp``, ``pow(x, 2)``.
+
+    Parameters
+    ----------
+    eps
+        Below this absolute input difference the ordinary derivative at the
+        input replaces the secant. Default ``1e-6`` (tangermeme's value).
+
+    Multipliers are ``grad_output * (f(x) - f(r)) / (x - r)``, shaped like the
+    input. ``inplace=True`` calls are run out of place.
+    """
+
+    name = "rescale"
+
+    def __init__(self, eps: float = 1e-6):
+        self.eps = float(eps)
+
+    def record(self, args, kwargs, output):
+        return args[0]
+
+    def apply(self, func, args, kwargs, state):
+        kwargs = strip_inplace(kwargs)
+        x = args[0]
+        if not requires_grad(x):
+            return func(*args, **kwargs)
+        if any(requires_grad(a) for a in args[1:]) or any(
+            requires_grad(v) for v in kwargs.values()
+        ):
+            raise _two_inputs_error(func)
+        rest = args[1:]
+
+        def fn(t):
+            return func(t, *rest, **kwargs)
+
+        return _RescaleFunction.apply(x, state.to(x.dtype), fn, self.eps)
+
+    def __repr__(self):
+        return f"Rescale(eps={self.eps:g})"
+
+
+def _two_inputs_error(func) -> NotImplementedError:
+    from .registry import UnsupportedOperationError
+
+    name = getattr(func, "__name__", repr(func))
+    return UnsupportedOperationError(
+        f"`{name}` is called with more than one input-dependent tensor; the "
+        "rescale rule covers functions of one input-dependent tensor only. "
+        "Register a rule for it (see captum_genomics.rules.RuleRegistry)."
+    )
