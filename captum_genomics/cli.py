@@ -1,0 +1,296 @@
+"""The ``captum-genomics`` command line.
+
+``captum-genomics`` (or ``captum-genomics deeplift``) runs the default job:
+ShuffleDeepLiftShap on the held-out GM12878 CTCF peaks with the shipped CNN,
+checked against JASPAR's CTCF motif. ``captum-genomics attribute`` runs the
+same attribution and outputs on your own model and FASTA file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+__all__ = ["main", "build_parser", "load_model"]
+
+DEFAULT_OUT = "captum_genomics_out"
+
+
+class CLIError(Exception):
+    """A user error with a message that says what to fix."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out", default=DEFAULT_OUT, type=Path,
+        help=f"output folder (default: ./{DEFAULT_OUT}/)",
+    )
+    parser.add_argument(
+        "--n-references", type=_positive_int, default=20,
+        help="dinucleotide-shuffled references per sequence (default: 20)",
+    )
+    parser.add_argument(
+        "--random-state", type=int, default=0, help="seed of the shuffles (default: 0)"
+    )
+    parser.add_argument(
+        "--batch-size", type=_positive_int, default=64,
+        help="example-reference pairs per batch (default: 64)",
+    )
+    parser.add_argument(
+        "--n-examples", type=_positive_int, default=None,
+        help="use only the first N sequences (default: all)",
+    )
+    parser.add_argument("--no-plot", action="store_true", help="do not write logo.png")
+    parser.add_argument("--progress", action="store_true", help="show progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``captum-genomics`` (subcommands ``deeplift``, ``attribute``)."""
+    parser = argparse.ArgumentParser(
+        prog="captum-genomics",
+        description=(
+            "Attribution for genomics models. Without a subcommand, runs the "
+            "default CTCF job ('deeplift')."
+        ),
+    )
+    from captum_genomics import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{deeplift,attribute}")
+
+    deeplift = sub.add_parser(
+        "deeplift",
+        help="ShuffleDeepLiftShap on held-out CTCF peaks with the shipped CNN (default)",
+        description=(
+            "Attribute the 50 held-out GM12878 CTCF peaks with the shipped CNN, "
+            "write ohe.npz/shap.npz (modisco-lite inputs), contributions.npz and "
+            "logo.png, and report how often the top-attribution window hits the "
+            "JASPAR CTCF match, against shuffled controls and chance."
+        ),
+    )
+    _add_common(deeplift)
+
+    attribute = sub.add_parser(
+        "attribute",
+        help="ShuffleDeepLiftShap on your model and FASTA file",
+        description=(
+            "Attribute every sequence of a FASTA file (all the same length) with "
+            "your model: MODULE:FACTORY is called with no arguments to build it, "
+            "then the state dict in --weights is loaded and the model put in "
+            "eval mode. Writes ohe.npz, shap.npz, contributions.npz, windows.tsv, "
+            "summary.json and logo.png."
+        ),
+    )
+    attribute.add_argument(
+        "--model", required=True, metavar="MODULE:FACTORY",
+        help="importable module (or path to a .py file) and the function that builds the model",
+    )
+    attribute.add_argument(
+        "--weights", type=Path, default=None,
+        help="state dict saved with torch.save (loaded with weights_only=True)",
+    )
+    attribute.add_argument("--fasta", type=Path, required=True, help="FASTA file (may be gzipped)")
+    attribute.add_argument("--target", type=int, default=0, help="output column to explain (default: 0)")
+    attribute.add_argument(
+        "--motif", type=Path, default=None,
+        help="JASPAR file with one motif: report the top-window/motif-match overlap",
+    )
+    _add_common(attribute)
+    return parser
+
+
+def _import_module(spec: str):
+    if spec.endswith(".py") or os.sep in spec or (os.altsep and os.altsep in spec):
+        path = Path(spec)
+        if not path.is_file():
+            raise CLIError(f"--model: no such Python file {spec!r}.")
+        name = f"_captum_genomics_user_{path.stem}"
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as err:
+            sys.modules.pop(name, None)
+            raise CLIError(f"--model: importing {spec!r} failed: {type(err).__name__}: {err}") from err
+        return module
+    added = os.getcwd() not in sys.path
+    if added:  # console scripts do not put the working directory on sys.path
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(spec)
+    except Exception as err:
+        raise CLIError(
+            f"--model: cannot import module {spec!r} ({type(err).__name__}: {err}); "
+            "give an importable module name or a path to a .py file."
+        ) from err
+    finally:
+        if added:
+            sys.path.remove(os.getcwd())
+
+
+def load_model(spec: str, weights: str | os.PathLike | None = None) -> torch.nn.Module:
+    """Build a user model from ``MODULE:FACTORY`` and load its weights.
+
+    Parameters
+    ----------
+    spec
+        ``"package.module:factory"`` or ``"path/to/file.py:factory"``;
+        ``factory()`` is called with no arguments and must return a
+        ``torch.nn.Module``.
+    weights
+        A state dict saved with ``torch.save(model.state_dict(), path)``,
+        read with ``torch.load(weights_only=True)``. Default: keep the
+        factory's weights.
+
+    Returns
+    -------
+    torch.nn.Module
+        On the CPU, in eval mode.
+
+    Raises
+    ------
+    CLIError
+        If the spec is malformed, the module or factory is missing, the
+        factory does not return a module, or the weights do not load.
+    """
+    module_name, sep, factory_name = spec.rpartition(":")
+    if not sep or not module_name or not factory_name or not factory_name.isidentifier():
+        raise CLIError(
+            f"--model must look like 'package.module:factory' or 'path/to/file.py:factory', "
+            f"got {spec!r}."
+        )
+    module = _import_module(module_name)
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise CLIError(f"--model: {module_name!r} has no callable {factory_name!r}.")
+    try:
+        model = factory()
+    except Exception as err:
+        raise CLIError(f"--model: calling {factory_name}() failed: {type(err).__name__}: {err}") from err
+    if not isinstance(model, torch.nn.Module):
+        raise CLIError(
+            f"--model: {factory_name}() returned {type(model).__name__}, expected a torch.nn.Module."
+        )
+    if weights is not None:
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+        except FileNotFoundError:
+            raise CLIError(f"--weights: no such file {os.fspath(weights)!r}.") from None
+        except Exception as err:
+            raise CLIError(
+                f"--weights: could not load {os.fspath(weights)!r} into the model "
+                f"({type(err).__name__}: {err})."
+            ) from err
+    return model.cpu().eval()
+
+
+def _run_attribute(args) -> dict:
+    from captum_genomics.io import one_hot_encode, read_fasta
+    from captum_genomics.motifs import load_jaspar
+    from captum_genomics.workflows.deeplift_ctcf import run_attribution_job
+
+    model = load_model(args.model, args.weights)
+    try:
+        names, seqs = read_fasta(args.fasta)
+    except FileNotFoundError:
+        raise CLIError(f"--fasta: no such file {os.fspath(args.fasta)!r}.") from None
+    except (ValueError, OSError) as err:
+        raise CLIError(f"--fasta: {err}") from err
+    if args.n_examples is not None:
+        names, seqs = names[: args.n_examples], seqs[: args.n_examples]
+    lengths = {len(s) for s in seqs}
+    if len(lengths) > 1:
+        first = len(seqs[0])
+        i = next(i for i, s in enumerate(seqs) if len(s) != first)
+        raise CLIError(
+            f"--fasta: all sequences must have the same length; {names[0]!r} has "
+            f"{first} bp but {names[i]!r} has {len(seqs[i])} bp "
+            f"({len(lengths)} different lengths in the file). Trim or pad them first."
+        )
+    one_hot = one_hot_encode(seqs)
+    motif = None
+    if args.motif is not None:
+        try:
+            motifs = load_jaspar(args.motif)
+        except (OSError, ValueError) as err:
+            raise CLIError(f"--motif: {err}") from err
+        if len(motifs) != 1:
+            raise CLIError(
+                f"--motif: {os.fspath(args.motif)!r} holds {len(motifs)} motifs; "
+                "give a file with exactly one."
+            )
+        motif = motifs[0]
+        if motif.width > one_hot.shape[-1]:
+            raise CLIError(
+                f"--motif: the motif ({motif.width} bp) is longer than the sequences "
+                f"({one_hot.shape[-1]} bp)."
+            )
+    with torch.no_grad():
+        out = model(one_hot[:1])
+    n_out = out.shape[1] if out.ndim > 1 else 1
+    if not -n_out <= args.target < n_out:
+        raise CLIError(f"--target {args.target} is out of range: the model has {n_out} output(s).")
+    return run_attribution_job(
+        model, one_hot, args.out, names=names, target=args.target,
+        n_references=args.n_references, random_state=args.random_state,
+        batch_size=args.batch_size, motif=motif, plot=not args.no_plot,
+        show_progress=args.progress, label=f"sequences of {args.fasta.name}",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``captum-genomics``.
+
+    Parameters
+    ----------
+    argv
+        Arguments without the program name. Default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        0 on success. User errors print ``captum-genomics: error: ...`` to
+        stderr and exit with status 2 (``SystemExit``), as argparse does.
+    """
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        argv = ["deeplift", *argv]
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "attribute":
+            _run_attribute(args)
+        else:
+            from captum_genomics.workflows.deeplift_ctcf import run_ctcf_job
+
+            run_ctcf_job(
+                args.out, n_references=args.n_references, random_state=args.random_state,
+                n_examples=args.n_examples, batch_size=args.batch_size,
+                plot=not args.no_plot, show_progress=args.progress,
+            )
+    except CLIError as err:
+        parser.error(str(err))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
