@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
+from .rules.base import attributed_inputs, requires_grad
 from .rules.registry import (
     LINEAR_OPS,
     RuleRegistry,
@@ -51,7 +52,7 @@ _DIVISION = frozenset(("div", "truediv", "rtruediv", "itruediv", "true_divide"))
 
 def _any_requires_grad(obj: Any) -> bool:
     if isinstance(obj, Tensor):
-        return obj.requires_grad
+        return requires_grad(obj)
     if isinstance(obj, (tuple, list)):
         return any(_any_requires_grad(o) for o in obj)
     if isinstance(obj, dict):
@@ -60,7 +61,7 @@ def _any_requires_grad(obj: Any) -> bool:
 
 
 def _count_requires_grad(args: Sequence) -> int:
-    return sum(1 for a in args if isinstance(a, Tensor) and a.requires_grad)
+    return sum(1 for a in args if requires_grad(a))
 
 
 class _RecordMode(TorchFunctionMode):
@@ -121,7 +122,7 @@ class _ApplyMode(TorchFunctionMode):
             nonlinear = _count_requires_grad(args) + _count_requires_grad(
                 list(kwargs.values())) >= 2
         elif name in _DIVISION:
-            nonlinear = len(args) > 1 and isinstance(args[1], Tensor) and args[1].requires_grad
+            nonlinear = len(args) > 1 and requires_grad(args[1])
         elif name not in LINEAR_OPS:
             nonlinear = _any_requires_grad(out) and (
                 _any_requires_grad(args) or _any_requires_grad(kwargs))
@@ -221,7 +222,7 @@ class DeepLiftPasses:
         xs = tuple(x.detach().requires_grad_(True) for x in inputs)
         apply = _ApplyMode(self.registry, record.records, self.strict, self.unsupported)
         with torch.enable_grad():
-            with apply:
+            with attributed_inputs(xs), apply:
                 out_x = self.forward(*xs, *additional_args)
             if apply.position != len(record.records):
                 raise RuntimeError(

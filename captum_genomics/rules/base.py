@@ -16,7 +16,9 @@ per-call state themselves and write nothing onto the user's modules.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import contextlib
+import contextvars
+from typing import Any, Callable, Iterator
 
 from torch import Tensor
 
@@ -63,6 +65,27 @@ class Rule:
         return f"{type(self).__name__}()"
 
 
+_INPUT_IDS: contextvars.ContextVar[frozenset] = contextvars.ContextVar(
+    "captum_genomics_input_ids", default=frozenset())
+
+
+@contextlib.contextmanager
+def attributed_inputs(tensors) -> Iterator[None]:
+    """Mark ``tensors`` as the attributed inputs of the current input pass."""
+    token = _INPUT_IDS.set(frozenset(id(t) for t in tensors))
+    try:
+        yield
+    finally:
+        _INPUT_IDS.reset(token)
+
+
 def requires_grad(x: Any) -> bool:
-    """True when ``x`` is a tensor that depends on the attributed inputs."""
-    return isinstance(x, Tensor) and x.requires_grad
+    """True when ``x`` is a tensor that depends on the attributed inputs.
+
+    That is a tensor in the autograd graph of the input pass: a non-leaf that
+    requires grad, or one of the attributed inputs themselves. Parameters
+    (leaves) are constants even when they require grad, so models given as
+    closures over modules work too.
+    """
+    return isinstance(x, Tensor) and x.requires_grad and (
+        x.grad_fn is not None or id(x) in _INPUT_IDS.get())
