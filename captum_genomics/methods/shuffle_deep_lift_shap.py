@@ -80,9 +80,9 @@ class _References:
                 check_finite(ref, name)
             self.tensors, self.generators, self.k = tensors, None, int(k)
         else:
+            check_positive_int(n_references, "n_references")
             from ..references import resolve_reference_generator
 
-            check_positive_int(n_references, "n_references")
             specs = tuple(given) if isinstance(given, (tuple, list)) else (given,) * len(inputs)
             if len(specs) != len(inputs):
                 raise ValueError(
