@@ -224,7 +224,8 @@ def motif_overlap(result: AttributionResult, motif: Motif) -> dict:
         ``window_start``, ``window_sum``, ``motif_start``, ``motif_strand``,
         ``motif_score``, ``overlap`` (per-sequence arrays), and the scalars
         ``fraction``, ``n_overlap``, ``n``, ``ci95`` (Wilson interval),
-        ``chance`` (mean of :func:`chance_overlap`), ``window_width``.
+        ``chance`` (mean of :func:`chance_overlap`), ``median_motif_score``
+        (log2-odds, bits) and ``window_width``.
     """
     width = motif.width
     length = result.one_hot.shape[-1]
@@ -245,6 +246,7 @@ def motif_overlap(result: AttributionResult, motif: Motif) -> dict:
         "fraction": k / n,
         "ci95": _wilson(k, n),
         "chance": float(chance_overlap(m_pos, width, width, length).mean()),
+        "median_motif_score": float(m_score.median()),
         "window_width": width,
     }
 
@@ -295,11 +297,15 @@ def _save_logo(path: Path, result: AttributionResult, names, motif: Motif | None
     return i
 
 
+_OVERLAP_KEYS = ("n_overlap", "n", "fraction", "ci95", "chance", "median_motif_score")
+
+
 def _fmt_overlap(label: str, ov: dict) -> str:
     lo, hi = ov["ci95"]
     return (
         f"  {label:<19}{ov['n_overlap']:>4}/{ov['n']:<4} = {ov['fraction']:.2f} "
-        f"(95% CI {lo:.2f}-{hi:.2f}; chance {ov['chance']:.2f})"
+        f"(95% CI {lo:.2f}-{hi:.2f}); chance {ov['chance']:.2f}; "
+        f"median match score {ov['median_motif_score']:.1f} bits"
     )
 
 
@@ -404,7 +410,7 @@ def run_attribution_job(
     if motif is not None:
         overlap = motif_overlap(result, motif)
         summary["motif"] = {"id": motif.id, "name": motif.name, "width": motif.width}
-        summary["overlap"] = {k: overlap[k] for k in ("n_overlap", "n", "fraction", "ci95", "chance")}
+        summary["overlap"] = {k: overlap[k] for k in _OVERLAP_KEYS}
         lines.append(
             f"top-attribution {motif.width}-bp window overlaps the best {motif.id} "
             f"({motif.name}) match, both strands:"
@@ -427,7 +433,7 @@ def run_attribution_job(
         if motif is not None:
             c_ov = motif_overlap(ctrl, motif)
             summary["controls"]["overlap"] = {
-                k: c_ov[k] for k in ("n_overlap", "n", "fraction", "ci95", "chance")
+                k: c_ov[k] for k in _OVERLAP_KEYS
             }
             lines.append(_fmt_overlap("shuffled controls", c_ov))
         lines.append(
