@@ -1,24 +1,27 @@
-"""The DeepLIFT engine: multipliers for a batch of example-reference pairs.
+"""The DeepLIFT engine: multipliers for a block of examples and their references.
 
 The engine intercepts torch operations with a :class:`torch.overrides.TorchFunctionMode`
 rather than module hooks, so it sees activations called functionally
 (``torch.relu``, ``F.gelu`` inside ``forward``), modules reused several times in
 one forward, and user subclasses of ``nn.ReLU`` alike, and it writes nothing
-onto the user's modules. For a batch of ``B`` pairs it runs
+onto the user's modules. For a block of ``n`` examples with ``R`` references
+each (``B = n * R`` pairs) it runs
 
 1. a forward of the ``B`` references without an autograd graph, where every
    op that has a rule records what its rule needs (usually the reference
-   activation), then
-2. a forward of the ``B`` inputs with autograd, where every such op is
-   replaced by an autograd function whose backward uses the rule's
-   multipliers, and
-3. one backward per target.
+   activation);
+2. a forward of the ``n`` examples *once* with autograd (an example's own
+   activations are the same against each of its references), where every
+   such op is replaced by an autograd function that holds the rule's
+   multipliers for all ``R`` references; and
+3. ``R`` backward passes through that one graph per target, the ``k``-th using
+   the multipliers against reference ``k``.
 
-This is about two thirds of the work of the usual implementation (Captum,
-tangermeme), which runs forward and backward over the concatenated
-``[inputs; references]`` batch of ``2B`` and throws half of the backward away.
-The model runs with detached parameters (``torch.func.functional_call``), so
-no parameter gradient is computed or stored.
+The usual implementation (Captum, tangermeme) runs forward and backward over
+the concatenated ``[inputs; references]`` batch of ``2B`` rows and throws half
+of the backward away; this engine does a forward of ``B + n`` rows and a
+backward of ``B``. The model runs with detached parameters
+(``torch.func.functional_call``), so no parameter gradient is computed or kept.
 
 Ops are matched between the two passes by call order, so the model's
 sequence of operations must not depend on the data (it may depend on shapes).
@@ -33,7 +36,7 @@ import torch
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
-from .rules.base import attributed_inputs, requires_grad
+from .rules.base import PairCursor, attributed_inputs, requires_grad
 from .rules.registry import (
     LINEAR_OPS,
     RuleRegistry,
@@ -85,8 +88,10 @@ class _RecordMode(TorchFunctionMode):
 class _ApplyMode(TorchFunctionMode):
     """Input pass: replace ruled ops by their DeepLIFT autograd functions."""
 
-    def __init__(self, registry: RuleRegistry, records: list, strict: bool, unsupported: dict):
+    def __init__(self, registry: RuleRegistry, records: list, strict: bool, unsupported: dict,
+                 pairs: PairCursor):
         super().__init__()
+        self.pairs = pairs
         self.registry = registry
         self.records = records
         self.position = 0
@@ -113,7 +118,7 @@ class _ApplyMode(TorchFunctionMode):
         state = self.records[self.position][1]
         self.records[self.position] = (name, None)  # free the reference activation early
         self.position += 1
-        return rule.apply(func, args, kwargs, state)
+        return rule.apply(func, args, kwargs, state, self.pairs)
 
     def _check_linear(self, func, args, kwargs, out) -> None:
         name = op_name(func)
@@ -161,7 +166,7 @@ def detached_forward(model: Callable) -> Callable:
 
 
 class DeepLiftPasses:
-    """Runs the reference and input passes for one batch of example-reference pairs.
+    """Runs the reference and input passes for one block of examples and references.
 
     Parameters
     ----------
@@ -190,57 +195,75 @@ class DeepLiftPasses:
         self,
         inputs: tuple[Tensor, ...],
         references: tuple[Tensor, ...],
-        additional_args: tuple,
-        selectors: Sequence[Callable[[Tensor], Tensor]],
+        selectors: Sequence[tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]],
+        input_args: tuple = (),
+        reference_args: tuple = (),
     ) -> tuple[list[tuple[Tensor, ...]], list[Tensor], list[Tensor]]:
-        """Multipliers of every selected output with respect to every input.
+        """Multipliers of every selected output for every example-reference pair of a block.
+
+        The block is ``n`` examples times ``R`` references. The references run
+        through the model once (``R * n`` rows, no autograd graph), the
+        examples once (``n`` rows, with a graph), and the graph is walked
+        backward once per reference and target.
 
         Parameters
         ----------
-        inputs, references
-            Tuples of tensors ``(B, *shape_j)``, pair ``b`` of each input
-            aligned with pair ``b`` of its references.
-        additional_args
-            Extra positional arguments passed to the forward in both passes
-            (already expanded to ``B`` pairs where needed).
+        inputs
+            Tuple of tensors ``(n, *shape_j)``, one per model input.
+        references
+            Tuple of tensors ``(n, R, *shape_j)``.
         selectors
-            One function per target mapping the model output to a ``(B,)``
-            tensor.
+            One pair of functions per target: the first maps the model output
+            on the ``n`` examples to ``(n,)``, the second maps the output on
+            the ``R * n`` references (reference-major: row ``k * n + e``) to
+            ``(R * n,)``.
+        input_args, reference_args
+            Extra positional model arguments for the two passes (``n`` and
+            ``R * n`` rows where they are per example).
 
         Returns
         -------
-        multipliers : list (per target) of tuples of ``(B, *shape_j)`` tensors
-        outputs : list (per target) of ``(B,)`` selected outputs on the inputs
-        reference_outputs : list (per target) of ``(B,)`` selected outputs on the references
+        multipliers : list (per target) of tuples of ``(n, R, *shape_j)`` tensors
+        outputs : list (per target) of ``(n,)`` selected outputs on the inputs
+        reference_outputs : list (per target) of ``(n, R)`` selected outputs on the references
         """
+        n, r = inputs[0].shape[0], references[0].shape[1]
+        pairs = PairCursor(n, r)
+        flat = tuple(ref.transpose(0, 1).reshape(r * n, *ref.shape[2:]) for ref in references)
         record = _RecordMode(self.registry)
         with torch.no_grad(), record:
-            out_r = self.forward(*references, *additional_args)
-        ref_outputs = [sel(out_r).detach() for sel in selectors]
-        del out_r
+            out_r = self.forward(*flat, *reference_args)
+        ref_outputs = [sel_r(out_r).detach().reshape(r, n).T for _, sel_r in selectors]
+        del out_r, flat
 
         xs = tuple(x.detach().requires_grad_(True) for x in inputs)
-        apply = _ApplyMode(self.registry, record.records, self.strict, self.unsupported)
+        apply = _ApplyMode(self.registry, record.records, self.strict, self.unsupported, pairs)
         with torch.enable_grad():
             with attributed_inputs(xs), apply:
-                out_x = self.forward(*xs, *additional_args)
+                out_x = self.forward(*xs, *input_args)
             if apply.position != len(record.records):
                 raise RuntimeError(
                     f"The model ran {len(record.records)} ruled ops on the references but "
                     f"{apply.position} on the inputs; DeepLIFT needs a forward whose "
                     "sequence of operations does not depend on the data."
                 )
-            selected = [sel(out_x) for sel in selectors]
+            selected = [sel_x(out_x) for sel_x, _ in selectors]
+        del out_x
         multipliers, outputs = [], []
         for t, y in enumerate(selected):
-            if not y.requires_grad:
-                grads = tuple(torch.zeros_like(x) for x in xs)
-            else:
-                grads = torch.autograd.grad(
-                    y.sum(), xs, retain_graph=t < len(selected) - 1, allow_unused=True
-                )
-                grads = tuple(torch.zeros_like(x) if g is None else g for x, g in zip(xs, grads))
-            multipliers.append(grads)
+            per_k: list[tuple[Tensor, ...]] = []
+            for k in range(r):
+                pairs.k = k
+                if not y.requires_grad:
+                    per_k.append(tuple(torch.zeros_like(x) for x in xs))
+                    continue
+                last = t == len(selected) - 1 and k == r - 1
+                grads = torch.autograd.grad(y.sum(), xs, retain_graph=not last,
+                                            allow_unused=True)
+                per_k.append(tuple(torch.zeros_like(x) if g is None else g
+                                   for x, g in zip(xs, grads)))
+            multipliers.append(tuple(torch.stack([g[j] for g in per_k], 1)
+                                     for j in range(len(xs))))
             outputs.append(y.detach())
         return multipliers, outputs, ref_outputs
 
@@ -297,7 +320,10 @@ def deeplift_multipliers(
         return y[:, target]
 
     passes = DeepLiftPasses(detached_forward(model), rules or default_rules(), strict)
-    (mults,), (yx,), (yr,) = passes.run(xs, rs, tuple(additional_forward_args), [select])
+    extra = tuple(additional_forward_args)
+    (mults,), (yx,), (yr,) = passes.run(xs, tuple(r.unsqueeze(1) for r in rs),
+                                        [(select, select)], extra, extra)
+    mults, yr = tuple(m[:, 0] for m in mults), yr[:, 0]
     for message in passes.unsupported.values():
         warnings.warn(message, UnsupportedOperationWarning, stacklevel=2)
     total = sum(((m * (x - r)).reshape(len(x), -1).sum(1) for m, x, r in zip(mults, xs, rs)))

@@ -110,6 +110,29 @@ class _References:
         return self._cache[2]
 
 
+def _blocks(n: int, k: int, batch_size: int) -> list[tuple[int, int, int, int]]:
+    """Split ``n`` examples x ``k`` references into blocks of at most ``batch_size`` pairs.
+
+    Returns ``(lo, hi, k0, k1)``: examples ``lo..hi-1`` against references
+    ``k0..k1-1``. With ``batch_size >= k`` a block holds whole examples;
+    otherwise one example's references are split over several blocks.
+    """
+    if batch_size >= k:
+        step = batch_size // k
+        return [(lo, min(lo + step, n), 0, k) for lo in range(0, n, step)]
+    return [(i, i + 1, k0, min(k0 + batch_size, k)) for i in range(n)
+            for k0 in range(0, k, batch_size)]
+
+
+def _index_args(extra: tuple, rows: Tensor, n: int, device) -> tuple:
+    """Index per-example tensors (first axis ``n``) of ``additional_forward_args`` by ``rows``."""
+    return tuple(
+        a[rows.to(a.device)].to(device) if isinstance(a, Tensor) and a.ndim > 0 and a.shape[0] == n
+        else a
+        for a in extra
+    )
+
+
 class ShuffleDeepLiftShap(GradientAttribution):
     r"""DeepLIFT/SHAP with per-example shuffled references, for one-hot sequence models.
 
@@ -335,73 +358,52 @@ class ShuffleDeepLiftShap(GradientAttribution):
         else:
             outs = [[torch.empty_like(x) for x in xs] for _ in range(n_t)]
         deltas = [torch.empty((n, k), dtype=xs[0].dtype, device=xs[0].device) for _ in range(n_t)]
-        pending: list[list[Tensor | None]] = [[None] * len(xs) for _ in range(n_t)]
-        done = [0] * n_t  # examples finished per target
 
-        total = n * k
-        starts = range(0, total, batch_size)
+        blocks = _blocks(n, k, batch_size)
         if show_progress:
             from tqdm.auto import tqdm
 
-            starts = tqdm(starts, desc="ShuffleDeepLiftShap", unit="batch")
-        for start in starts:
-            stop = min(start + batch_size, total)
-            pair = torch.arange(start, stop)
-            ex, kk = pair // k, pair % k
-            lo, hi = int(ex[0]), int(ex[-1]) + 1
-            chunk_refs = refs.for_examples(lo, hi)
-            x_b = tuple(x[ex].to(device) for x in xs)
-            r_b = tuple(r[ex - lo, kk].to(device) for r in chunk_refs)
-            extra_b = tuple(
-                a[ex.to(a.device)].to(device) if isinstance(a, Tensor) and a.ndim > 0
-                and a.shape[0] == n else a
-                for a in extra
-            )
-            selectors = [make_selector(t, ex, n) for t in target_list]
-            mults, y_x, y_r = passes.run(x_b, r_b, extra_b, selectors)
+            blocks = tqdm(blocks, desc="ShuffleDeepLiftShap", unit="batch")
+        acc: list[list[Tensor]] = []
+        for lo, hi, k0, k1 in blocks:
+            ex = torch.arange(lo, hi)
+            ex_r = ex.repeat(k1 - k0)  # reference-major rows of the reference pass
+            x_b = tuple(x[lo:hi].to(device) for x in xs)
+            r_b = tuple(r[:, k0:k1].to(device) for r in refs.for_examples(lo, hi))
+            selectors = [(make_selector(t, ex, n), make_selector(t, ex_r, n)) for t in target_list]
+            mults, y_x, y_r = passes.run(x_b, r_b, selectors, _index_args(extra, ex, n, device),
+                                         _index_args(extra, ex_r, n, device))
+            if k0 == 0:
+                acc = [[None] * len(xs) for _ in range(n_t)]
             for t in range(n_t):
-                contrib = tuple(m * (x - r) for m, x, r in zip(mults[t], x_b, r_b))
-                flat = sum(c.reshape(len(c), -1).sum(1) for c in contrib)
-                delta = flat - (y_x[t] - y_r[t])
-                deltas[t][ex, kk] = delta.to(deltas[t])
+                diff = tuple((x.unsqueeze(1) - r) for x, r in zip(x_b, r_b))
+                contrib = tuple(m * d for m, d in zip(mults[t], diff))
+                total = sum(c.reshape(c.shape[0], c.shape[1], -1).sum(2) for c in contrib)
+                deltas[t][lo:hi, k0:k1] = (total - (y_x[t].unsqueeze(1) - y_r[t])).to(deltas[t])
                 if return_multipliers:
                     for j, m in enumerate(mults[t]):
-                        outs[t][j][ex, kk] = m.to(outs[t][j])
+                        outs[t][j][lo:hi, k0:k1] = m.to(outs[t][j])
                     continue
-                per_pair = tuple(
-                    pair_hypothetical(m, r) if one_hot[j] else contrib[j]
-                    for j, (m, r) in enumerate(zip(mults[t], r_b))
-                )
-                done[t] = self._reduce(per_pair, pending[t], outs[t], xs, done[t], k,
-                                       one_hot, hypothetical)
+                for j in range(len(xs)):
+                    values = pair_hypothetical(mults[t][j], r_b[j]) if one_hot[j] else contrib[j]
+                    # sum over references one at a time, in order: the result does not
+                    # depend on how the references were split into batches
+                    for i in range(values.shape[1]):
+                        if acc[t][j] is None:
+                            acc[t][j] = values[:, 0].clone()
+                        else:
+                            acc[t][j] += values[:, i]
+                    if k1 == k:
+                        mean = acc[t][j] / k
+                        if one_hot[j] and not hypothetical:
+                            mean *= x_b[j]
+                        outs[t][j][lo:hi] = mean.to(outs[t][j])
         self._warn(passes, deltas, warning_threshold)
         results = []
         for t in range(n_t):
             attr = tuple(outs[t]) if is_tuple else outs[t][0]
             results.append((attr, deltas[t]) if return_convergence_delta else attr)
         return results if targets is not None else results[0]
-
-    @staticmethod
-    def _reduce(per_pair, pending, outs, xs, done, k, one_hot, hypothetical) -> int:
-        """Average completed examples over their K pairs in a fixed order; return examples done."""
-        n_done = done
-        for j, values in enumerate(per_pair):
-            values = values.to(outs[j].device, outs[j].dtype)
-            if pending[j] is not None:
-                values = torch.cat([pending[j], values])
-            n_full = values.shape[0] // k
-            full = values[: n_full * k].reshape(n_full, k, *values.shape[1:])
-            acc = full[:, 0].clone()
-            for i in range(1, k):
-                acc += full[:, i]
-            acc /= k
-            if one_hot[j] and not hypothetical:
-                acc *= xs[j][done:done + n_full].to(acc)
-            outs[j][done:done + n_full] = acc
-            rest = values[n_full * k:]
-            pending[j] = rest if rest.shape[0] else None
-            n_done = done + n_full
-        return n_done
 
     @staticmethod
     def _warn(passes, deltas, threshold) -> None:

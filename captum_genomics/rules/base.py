@@ -4,10 +4,15 @@ A rule replaces the gradient of one nonlinear operation with DeepLIFT
 multipliers. Rules see the operation twice, in the two passes the engine in
 :mod:`captum_genomics.deeplift` runs for every batch of example-reference pairs:
 
-1. the **reference pass** (no autograd graph), where :meth:`Rule.record` keeps
-   what the rule needs from the reference activations (``state``), and
-2. the **input pass** (with autograd), where :meth:`Rule.apply` computes the
-   operation on the inputs and attaches a backward that uses ``state``.
+1. the **reference pass** (no autograd graph) over ``R * n`` references,
+   ordered reference-major (row ``k * n + e`` is reference ``k`` of example
+   ``e``), where :meth:`Rule.record` keeps what the rule needs from the
+   reference activations (``state``), and
+2. the **input pass** (with autograd) over the ``n`` examples only, where
+   :meth:`Rule.apply` computes the operation on the inputs and attaches a
+   backward that uses ``state``. The engine then runs one backward per
+   reference ``k`` through this one graph, setting ``pairs.k`` before each;
+   a rule's backward multiplies by its multipliers for reference ``pairs.k``.
 
 Both passes see the same operations in the same order, so the ``i``-th
 recorded state belongs to the ``i``-th call in the input pass. Rules hold no
@@ -22,7 +27,30 @@ from typing import Any, Callable, Iterator
 
 from torch import Tensor
 
-__all__ = ["Rule", "strip_inplace"]
+__all__ = ["Rule", "PairCursor", "strip_inplace", "requires_grad"]
+
+
+class PairCursor:
+    """Which reference the current backward pass is for.
+
+    Attributes
+    ----------
+    n_examples : int
+        ``n``, the examples in the input pass.
+    n_references : int
+        ``R``, the references per example in this batch.
+    k : int
+        The reference whose multipliers the running backward computes.
+    """
+
+    def __init__(self, n_examples: int, n_references: int):
+        self.n_examples = int(n_examples)
+        self.n_references = int(n_references)
+        self.k = 0
+
+    def split(self, t: Tensor) -> Tensor:
+        """View a reference-pass tensor ``(R * n, ...)`` as ``(R, n, ...)``."""
+        return t.reshape(self.n_references, self.n_examples, *t.shape[1:])
 
 
 def strip_inplace(kwargs: dict) -> dict:
@@ -57,8 +85,14 @@ class Rule:
         """What to keep from the reference pass (default: the first argument)."""
         return args[0] if args else None
 
-    def apply(self, func: Callable, args: tuple, kwargs: dict, state: Any) -> Any:
-        """Run ``func`` on the inputs with the rule's multipliers as its backward."""
+    def apply(self, func: Callable, args: tuple, kwargs: dict, state: Any,
+              pairs: "PairCursor") -> Any:
+        """Run ``func`` on the ``n`` inputs with the rule's multipliers as its backward.
+
+        ``state`` comes from the reference pass over ``R * n`` rows (see
+        :meth:`PairCursor.split`); the backward must return the multipliers for
+        reference ``pairs.k``.
+        """
         raise NotImplementedError
 
     def __repr__(self) -> str:

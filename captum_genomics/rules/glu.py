@@ -18,22 +18,24 @@ __all__ = ["GLU"]
 
 class _GLUFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, r, dim, eps, compute):
+    def forward(ctx, x, r, dim, eps, compute, pairs):
+        # x: (n, ...); r: (R, n, ...)
         out = compute(x)
         a, b = x.chunk(2, dim)
-        ar, br = r.chunk(2, dim)
+        ar, br = r.chunk(2, dim + 1)
         s, sr = torch.sigmoid(b), torch.sigmoid(br)
         db = b - br
         small = db.abs() < eps
         ds_db = torch.where(small, s * (1 - s), (s - sr) / torch.where(small, torch.ones_like(db), db))
-        ctx.dim = dim
+        ctx.dim, ctx.pairs = dim, pairs
         ctx.save_for_backward((s + sr) / 2, (a + ar) / 2 * ds_db)
         return out
 
     @staticmethod
     def backward(ctx, grad):
         m_a, m_b = ctx.saved_tensors
-        return torch.cat([grad * m_a, grad * m_b], ctx.dim), None, None, None, None
+        k = ctx.pairs.k
+        return torch.cat([grad * m_a[k], grad * m_b[k]], ctx.dim), None, None, None, None, None
 
 
 class GLU(Rule):
@@ -50,7 +52,7 @@ class GLU(Rule):
     def __init__(self, eps: float = 1e-6):
         self.eps = float(eps)
 
-    def apply(self, func, args, kwargs, state):
+    def apply(self, func, args, kwargs, state, pairs):
         x = args[0]
         if not requires_grad(x):
             return func(*args, **kwargs)
@@ -63,4 +65,4 @@ class GLU(Rule):
         def compute(t):
             return func(t, *rest, **kwargs)
 
-        return _GLUFunction.apply(x, state.to(x.dtype), dim, self.eps, compute)
+        return _GLUFunction.apply(x, pairs.split(state).to(x.dtype), dim, self.eps, compute, pairs)

@@ -50,15 +50,19 @@ def _coefficients(y, yr):
 
 class _MaxPoolFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, r, pool):
+    def forward(ctx, x, r, pool, pairs):
+        # x: (n, C, *spatial); r: (R * n, C, *spatial) reference-major
         y, ix = pool(x)
         yr, ir = pool(r)
-        cx, cr = _coefficients(y, yr)
         n, c = x.shape[0], x.shape[1]
+        rr = pairs.n_references
+        yr, ir = yr.reshape(rr, *y.shape), ir.reshape(rr, n, c, -1)
+        cx, cr = _coefficients(y, yr)
+        dx = x - r.reshape(rr, *x.shape)
         ctx.shapes = (x.shape, (n, c, -1))
-        ctx.save_for_backward(ix.reshape(n, c, -1), ir.reshape(n, c, -1),
-                              cx.reshape(n, c, -1), cr.reshape(n, c, -1),
-                              (x - r).reshape(n, c, -1))
+        ctx.pairs = pairs
+        ctx.save_for_backward(ix.reshape(n, c, -1), ir, cx.reshape(rr, n, c, -1),
+                              cr.reshape(rr, n, c, -1), dx.reshape(rr, n, c, -1))
         ctx.mark_non_differentiable(ix)
         return y, ix
 
@@ -66,8 +70,9 @@ class _MaxPoolFunction(torch.autograd.Function):
     def backward(ctx, grad, _grad_ix):
         ix, ir, cx, cr, dx = ctx.saved_tensors
         shape, flat = ctx.shapes
+        k = ctx.pairs.k
         g = grad.reshape(flat)
-        return _route(g, ix, ir, cx, cr, dx).reshape(shape), None, None
+        return _route(g, ix, ir[k], cx[k], cr[k], dx[k]).reshape(shape), None, None, None
 
 
 _WITH_INDICES = {
@@ -97,7 +102,7 @@ class MaxPool(Rule):
 
     name = "maxpool"
 
-    def apply(self, func, args, kwargs, state):
+    def apply(self, func, args, kwargs, state, pairs):
         x = args[0]
         want_indices = bool(kwargs.get("return_indices", False)) or getattr(
             func, "__name__", ""
@@ -112,17 +117,18 @@ class MaxPool(Rule):
         def pool(t):
             return base(t, *rest, **kw, return_indices=True)
 
-        y, ix = _MaxPoolFunction.apply(x, state.to(x.dtype), pool)
+        y, ix = _MaxPoolFunction.apply(x, state.to(x.dtype), pool, pairs)
         return (y, ix) if want_indices else y
 
 
 class _MaxReduceFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, r, dim, keepdim):
+    def forward(ctx, x, r, dim, keepdim, pairs):
+        # x: (n, ...); r: (R, n, ...)
         y, ix = x.max(dim=dim, keepdim=True)
-        yr, ir = r.max(dim=dim, keepdim=True)
+        yr, ir = r.max(dim=dim + 1, keepdim=True)
         cx, cr = _coefficients(y, yr)
-        ctx.dim, ctx.keepdim = dim, keepdim
+        ctx.dim, ctx.keepdim, ctx.pairs = dim, keepdim, pairs
         ctx.save_for_backward(ix, ir, cx, cr, x - r)
         if not keepdim:
             y, ix = y.squeeze(dim), ix.squeeze(dim)
@@ -132,13 +138,15 @@ class _MaxReduceFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad, _grad_ix):
         ix, ir, cx, cr, dx = ctx.saved_tensors
+        k = ctx.pairs.k
+        ir, cx, cr, dx = ir[k], cx[k], cr[k], dx[k]
         g = grad if ctx.keepdim else grad.unsqueeze(ctx.dim)
         d = ctx.dim
         numer = torch.zeros_like(dx).scatter_add_(d, ix, g * cx).scatter_add_(d, ir, g * cr)
         fallback = torch.zeros_like(dx).scatter_add_(d, ix, g)
         zero = dx == 0
         out = torch.where(zero, fallback, numer / torch.where(zero, torch.ones_like(dx), dx))
-        return out, None, None, None
+        return out, None, None, None, None
 
 
 def _parse_dim(args, kwargs):
@@ -159,7 +167,7 @@ class MaxReduce(Rule):
 
     name = "maxreduce"
 
-    def apply(self, func, args, kwargs, state):
+    def apply(self, func, args, kwargs, state, pairs):
         x = args[0]
         if not requires_grad(x):
             return func(*args, **kwargs)
@@ -175,7 +183,8 @@ class MaxReduce(Rule):
                 f"integer `dim` only (global max pooling); got dim={dim!r}."
             )
         dim = dim % x.ndim
-        y, ix = _MaxReduceFunction.apply(x, state.to(x.dtype), dim, bool(keepdim))
+        y, ix = _MaxReduceFunction.apply(x, pairs.split(state).to(x.dtype), dim, bool(keepdim),
+                                         pairs)
         if fname.strip("_") == "amax":
             return y
         return torch.return_types.max((y, ix))

@@ -36,27 +36,30 @@ def _stats(x, dims, eps, center):
 
 class _NormFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, r, n_dims, weight, eps, center, compute):
+    def forward(ctx, x, r, n_dims, weight, eps, center, compute, pairs):
+        # x: (n, ...); r: (R, n, ...); normalized over the trailing n_dims axes
         out = compute(x)
-        dims = tuple(range(x.ndim - n_dims, x.ndim))
+        dims = tuple(range(-n_dims, 0))
         a, v = _stats(x, dims, eps, center)
         ar, vr = _stats(r, dims, eps, center)
         s = a + ar
         vbar = (v + vr) / 2
         rho = -(v * v) * (vr * vr) / (v + vr)
         d = math.prod(x.shape[-n_dims:])
-        ctx.dims, ctx.center, ctx.d = dims, center, d
+        ctx.dims, ctx.center, ctx.d, ctx.pairs = dims, center, d, pairs
         ctx.save_for_backward(s, vbar, rho, weight)
         return out
 
     @staticmethod
     def backward(ctx, grad):
         s, vbar, rho, weight = ctx.saved_tensors
+        k = ctx.pairs.k
+        s, vbar, rho = s[k], vbar[k], rho[k]
         g = grad if weight is None else grad * weight
         ga = vbar * g + rho * s / (2 * ctx.d) * (g * s).sum(ctx.dims, keepdim=True)
         if ctx.center:
             ga = ga - ga.mean(ctx.dims, keepdim=True)
-        return ga, None, None, None, None, None, None
+        return ga, None, None, None, None, None, None, None
 
 
 class Normalization(Rule):
@@ -72,7 +75,7 @@ class Normalization(Rule):
     def __init__(self, center: bool = True):
         self.center = bool(center)
 
-    def apply(self, func, args, kwargs, state):
+    def apply(self, func, args, kwargs, state, pairs):
         x = args[0]
         if not requires_grad(x):
             return func(*args, **kwargs)
@@ -97,8 +100,8 @@ class Normalization(Rule):
         def compute(t):
             return func(t, *rest, **kwargs)
 
-        return _NormFunction.apply(x, state.to(x.dtype), n_dims, weight, float(eps),
-                                   self.center, compute)
+        return _NormFunction.apply(x, pairs.split(state).to(x.dtype), n_dims, weight, float(eps),
+                                   self.center, compute, pairs)
 
     def __repr__(self):
         return f"Normalization(center={self.center})"

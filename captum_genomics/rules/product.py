@@ -20,21 +20,24 @@ __all__ = ["Product"]
 
 class _ProductFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, a, b, ar, br, fn):
+    def forward(ctx, a, b, ar, br, fn, pairs):
+        # a, b: (n, ...); ar, br: (R, n, ...) midpoints per reference
         out = fn(a, b)
-        ctx.fn = fn
+        ctx.fn, ctx.pairs = fn, pairs
         ctx.save_for_backward((a + ar) / 2, (b + br) / 2)
         return out
 
     @staticmethod
     def backward(ctx, grad):
         am, bm = ctx.saved_tensors
+        k = ctx.pairs.k
+        am, bm = am[k], bm[k]
         with torch.enable_grad():
             am_ = am.detach().requires_grad_(True)
             bm_ = bm.detach().requires_grad_(True)
             y = ctx.fn(am_, bm_)
             ga, gb = torch.autograd.grad(y, (am_, bm_), grad)
-        return ga, gb, None, None, None
+        return ga, gb, None, None, None, None
 
 
 class Product(Rule):
@@ -47,7 +50,7 @@ class Product(Rule):
             return args[0], args[1]
         return None
 
-    def apply(self, func, args, kwargs, state):
+    def apply(self, func, args, kwargs, state, pairs):
         if state is None or len(args) < 2:
             return func(*args, **kwargs)
         a, b = args[0], args[1]
@@ -58,4 +61,5 @@ class Product(Rule):
         def fn(u, v):
             return func(u, v, *args[2:], **kwargs)
 
-        return _ProductFunction.apply(a, b, ar.to(a.dtype), br.to(b.dtype), fn)
+        ar, br = pairs.split(ar).to(a.dtype), pairs.split(br).to(b.dtype)
+        return _ProductFunction.apply(a, b, ar, br, fn, pairs)

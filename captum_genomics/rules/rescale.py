@@ -32,20 +32,28 @@ def elementwise_derivative(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
 
 class _RescaleFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, r, fn, eps):
+    def forward(ctx, x, r, fn, eps, pairs):
+        # x: (n, ...) inputs; r: (R * n, ...) references, reference-major; ratio: (R, n, ...)
         y = fn(x)
-        dx = x - r
-        small = dx.abs() < eps
-        ratio = (y - fn(r)) / torch.where(small, torch.ones_like(dx), dx)
+        ratio = fn(r)
+        if ratio.data_ptr() == r.data_ptr():
+            ratio = ratio.clone()
+        ratio = pairs.split(ratio)
+        torch.sub(y, ratio, out=ratio)
+        dx = x - pairs.split(r)
+        ratio.div_(dx)
+        small = dx.abs_() < eps
+        del dx
         if bool(small.any()):
-            ratio = torch.where(small, elementwise_derivative(fn, x), ratio)
+            ratio = torch.where(small, elementwise_derivative(fn, x).expand_as(ratio), ratio)
+        ctx.pairs = pairs
         ctx.save_for_backward(ratio)
         return y
 
     @staticmethod
     def backward(ctx, grad):
         (ratio,) = ctx.saved_tensors
-        return grad * ratio, None, None, None
+        return grad * ratio[ctx.pairs.k], None, None, None, None
 
 
 class Rescale(Rule):
@@ -74,7 +82,7 @@ class Rescale(Rule):
     def record(self, args, kwargs, output):
         return args[0]
 
-    def apply(self, func, args, kwargs, state):
+    def apply(self, func, args, kwargs, state, pairs):
         kwargs = strip_inplace(kwargs)
         x = args[0]
         if not requires_grad(x):
@@ -88,7 +96,7 @@ class Rescale(Rule):
         def fn(t):
             return func(t, *rest, **kwargs)
 
-        return _RescaleFunction.apply(x, state.to(x.dtype), fn, self.eps)
+        return _RescaleFunction.apply(x, state.to(x.dtype), fn, self.eps, pairs)
 
     def __repr__(self):
         return f"Rescale(eps={self.eps:g})"

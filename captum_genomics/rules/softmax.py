@@ -31,8 +31,10 @@ def _secant(num, den, fallback, eps):
 
 class _SoftmaxFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, r, dim, log, eps, compute):
+    def forward(ctx, x, r, dim, log, eps, compute, pairs):
+        # x: (n, ...) seen as (1, n, ...); r: (R, n, ...); `dim` counts the leading R axis
         out = compute(x)
+        x = x.unsqueeze(0)
         c = torch.maximum(x.amax(dim, keepdim=True), r.amax(dim, keepdim=True))
         a, ar = torch.exp(x - c), torch.exp(r - c)
         s, sr = a.sum(dim, keepdim=True), ar.sum(dim, keepdim=True)
@@ -40,7 +42,7 @@ class _SoftmaxFunction(torch.autograd.Function):
         m_a = _secant(a - ar, x - r, a, eps)
         m_l = _secant(big_l - big_lr, s - sr, 1.0 / s, eps * s.detach().abs().clamp_min(1e-30))
         m_xl = m_l * m_a
-        ctx.dim, ctx.log = dim, log
+        ctx.dim, ctx.log, ctx.pairs = dim - 1, log, pairs
         if log:
             ctx.save_for_backward(m_xl)
         else:
@@ -52,13 +54,14 @@ class _SoftmaxFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
+        k = ctx.pairs.k
         if ctx.log:
             (m_xl,) = ctx.saved_tensors
             g = grad
         else:
             m_xl, rho = ctx.saved_tensors
-            g = grad * rho
-        return g - m_xl * g.sum(ctx.dim, keepdim=True), None, None, None, None, None
+            g = grad * rho[k]
+        return g - m_xl[k] * g.sum(ctx.dim, keepdim=True), None, None, None, None, None, None
 
 
 class Softmax(Rule):
@@ -81,7 +84,7 @@ class Softmax(Rule):
     def __init__(self, log: bool = False, eps: float = 1e-6):
         self.log, self.eps = bool(log), float(eps)
 
-    def apply(self, func, args, kwargs, state):
+    def apply(self, func, args, kwargs, state, pairs):
         x = args[0]
         if not requires_grad(x):
             return func(*args, **kwargs)
@@ -104,7 +107,8 @@ class Softmax(Rule):
         def compute(t):
             return func(t, *rest, **kwargs)
 
-        return _SoftmaxFunction.apply(xx, state.to(xx.dtype), dim, self.log, self.eps, compute)
+        return _SoftmaxFunction.apply(xx, pairs.split(state).to(xx.dtype), dim + 1, self.log,
+                                      self.eps, compute, pairs)
 
     def __repr__(self):
         return f"Softmax(log={self.log})"
