@@ -99,7 +99,7 @@ def load_jaspar(path: str | os.PathLike, citation: str = "") -> list[Motif]:
     motifs: list[Motif] = []
     current: tuple[str, str, dict[str, list[float]]] | None = None
 
-    def finish():
+    def _finish():
         if current is None:
             return
         mid, name, rows = current
@@ -121,7 +121,7 @@ def load_jaspar(path: str | os.PathLike, citation: str = "") -> list[Motif]:
                 continue
             header = _HEADER.match(line)
             if header:
-                finish()
+                _finish()
                 current = (header.group(1), header.group(2).strip(), {})
                 continue
             row = _ROW.match(line)
@@ -136,7 +136,7 @@ def load_jaspar(path: str | os.PathLike, citation: str = "") -> list[Motif]:
                     f"{os.fspath(path)!r} line {lineno}: counts must be numbers ({err})."
                 ) from None
             current[2][row.group(1).upper()] = values
-    finish()
+    _finish()
     if not motifs:
         raise ValueError(f"{os.fspath(path)!r} holds no JASPAR motif.")
     return motifs

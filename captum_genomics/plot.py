@@ -23,19 +23,18 @@ __all__ = ["plot_attribution_logo", "plot_motif_logo", "save_attribution_figure"
 def _import_plotting():
     try:
         import logomaker
-        import matplotlib  # noqa: F401
+        from matplotlib.figure import Figure
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError(
             "Plotting needs matplotlib and logomaker: pip install 'captum-genomics[plot]'."
         ) from err
-    return logomaker
+    return logomaker, Figure
 
 
 def _new_axes(ax, width: int):
     if ax is not None:
         return ax
-    from matplotlib.figure import Figure
-
+    _, Figure = _import_plotting()
     fig = Figure(figsize=(max(4.0, 0.3 * width), 2.0))
     return fig.add_subplot()
 
@@ -76,7 +75,7 @@ def plot_attribution_logo(
     """
     import pandas as pd
 
-    logomaker = _import_plotting()
+    logomaker, _ = _import_plotting()
     if isinstance(attributions, Tensor):
         attributions = attributions.detach().cpu().numpy()
     values = np.asarray(attributions, dtype=np.float64)
@@ -122,7 +121,7 @@ def plot_motif_logo(
     """
     import pandas as pd
 
-    logomaker = _import_plotting()
+    logomaker, _ = _import_plotting()
     counts = motif.counts[::-1, ::-1] if reverse_complement else motif.counts
     df = pd.DataFrame(counts.T, columns=list(ALPHABET), index=np.arange(start, start + motif.width))
     info = logomaker.transform_matrix(df, from_type="counts", to_type="information")
@@ -164,8 +163,7 @@ def save_attribution_figure(
     motif_strand
         ``+1`` or ``-1``; ``-1`` draws the reverse complement. Default ``+1``.
     """
-    _import_plotting()
-    from matplotlib.figure import Figure
+    _, Figure = _import_plotting()
 
     width = np.asarray(attributions).shape[-1]
     n_panels = 1 if motif is None else 2

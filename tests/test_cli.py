@@ -177,3 +177,18 @@ def test_overlap_and_chance_by_enumeration():
 def test_modisco_command_is_shell_ready(tmp_path):
     cmd = modisco_command(tmp_path / "a b" / "ohe.npz", tmp_path / "shap.npz", 200)
     assert cmd.startswith("modisco motifs -s '") and "-w 200" in cmd
+
+
+def test_missing_plot_libraries_skip_the_logo(tmp_path, user_files, monkeypatch, capsys):
+    from captum_genomics import plot
+
+    def missing():
+        raise ImportError("Plotting needs matplotlib and logomaker")
+
+    monkeypatch.setattr(plot, "_import_plotting", missing)
+    model_file, weights, fasta = user_files
+    out = tmp_path / "o"
+    assert cli.main(["attribute", "--model", f"{model_file}:build", "--weights", str(weights),
+                     "--fasta", str(fasta), "--n-references", "2", "--out", str(out)]) == 0
+    assert not (out / "logo.png").exists() and (out / "shap.npz").exists()
+    assert "logo.png skipped" in capsys.readouterr().out

@@ -26,7 +26,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -170,6 +170,13 @@ def top_windows(contributions: Tensor, width: int) -> tuple[np.ndarray, np.ndarr
 def windows_overlap(starts_a, width_a: int, starts_b, width_b: int) -> np.ndarray:
     """Whether intervals ``[a, a + width_a)`` and ``[b, b + width_b)`` share a base.
 
+    Parameters
+    ----------
+    starts_a, starts_b
+        Integer arrays of interval starts, shape=(N,) (or broadcastable).
+    width_a, width_b
+        The interval widths.
+
     Returns
     -------
     np.ndarray of bool, shape=(N,)
@@ -184,6 +191,15 @@ def chance_overlap(motif_starts, motif_width: int, window_width: int, length: in
     The window start is uniform on ``0 .. length - window_width``; it overlaps
     ``[p, p + motif_width)`` when it lies in
     ``[p - window_width + 1, p + motif_width - 1]``.
+
+    Parameters
+    ----------
+    motif_starts
+        Integer array, shape=(N,): leftmost base of each motif site.
+    motif_width, window_width
+        Widths of the site and of the window.
+    length
+        Sequence length ``L >= window_width``.
 
     Returns
     -------
@@ -357,7 +373,8 @@ def run_attribution_job(
         and report the same overlap statistic on them. Default: True when a
         motif is given.
     plot
-        Write ``logo.png`` (needs matplotlib and logomaker). Default True.
+        Write ``logo.png`` (needs matplotlib and logomaker; skipped with a
+        note when they are missing). Default True.
     show_progress
         tqdm progress bars. Default False.
     verbose
@@ -453,9 +470,16 @@ def run_attribution_job(
     if controls:
         files += ["controls_ohe.npz", "controls_contributions.npz"]
     if plot:
-        idx = _save_logo(out_dir / "logo.png", result, names, motif, overlap)
-        summary["logo_sequence"] = names[idx]
-        files.append("logo.png")
+        try:
+            from captum_genomics.plot import _import_plotting
+
+            _import_plotting()
+        except ImportError as err:
+            lines.append(f"logo.png skipped: {err}")
+        else:
+            idx = _save_logo(out_dir / "logo.png", result, names, motif, overlap)
+            summary["logo_sequence"] = names[idx]
+            files.append("logo.png")
     summary["files"] = files
     summary["modisco_command"] = modisco_command(ohe_path, shap_path, length)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
