@@ -389,6 +389,13 @@ def run_attribution_job(
         The content of ``summary.json``: counts, settings, timings, median
         absolute convergence delta, file names, and with a motif the
         ``"overlap"`` (and ``"controls"``) statistics.
+
+    Raises
+    ------
+    ValueError
+        If ``names`` does not have one entry per sequence; errors of
+        :class:`~captum_genomics.ShuffleDeepLiftShap` (e.g. inputs not one-hot)
+        pass through.
     """
     from captum_genomics.references import dinucleotide_shuffle
 
@@ -398,6 +405,8 @@ def run_attribution_job(
     out_dir.mkdir(parents=True, exist_ok=True)
     n, _, length = one_hot.shape
     names = [f"seq{i}" for i in range(n)] if names is None else list(names)
+    if len(names) != n:
+        raise ValueError(f"`names` has {len(names)} entries for {n} sequences; give one per sequence.")
     if controls is None:
         controls = motif is not None
 
@@ -449,9 +458,7 @@ def run_attribution_job(
         }
         if motif is not None:
             c_ov = motif_overlap(ctrl, motif)
-            summary["controls"]["overlap"] = {
-                k: c_ov[k] for k in _OVERLAP_KEYS
-            }
+            summary["controls"]["overlap"] = {k: c_ov[k] for k in _OVERLAP_KEYS}
             lines.append(_fmt_overlap("shuffled controls", c_ov))
         lines.append(
             f"mean model output: {summary['mean_output']:.3g} ({label}), "
