@@ -45,7 +45,13 @@ from .rules.registry import (
     op_name,
 )
 
-__all__ = ["DeepLiftPasses", "deeplift_multipliers", "detached_forward"]
+__all__ = ["DeepLiftPasses", "deeplift_multipliers", "detached_forward",
+           "AUTO_EXAMPLES_MIN_NUMEL"]
+
+#: ``strategy="auto"`` walks one graph per example block backward once per reference when
+#: the activations recorded per reference row hold at least this many elements (a
+#: BPNet-style model on 1 kb holds ~576k), and gives each pair its own row otherwise.
+AUTO_EXAMPLES_MIN_NUMEL = 1 << 17
 
 _BILINEAR = frozenset(("mul", "matmul", "mm", "bmm", "einsum", "dot", "outer", "kron",
                        "tensordot", "baddbmm", "addbmm", "addmm", "addmv", "mv", "imul",
@@ -177,19 +183,39 @@ class DeepLiftPasses:
     strict
         Raise :class:`UnsupportedOperationError` (instead of warning) on an
         op with no rule that acts nonlinearly on input-dependent tensors.
+    strategy
+        ``"examples"`` (default): the ``n`` examples run forward once and the
+        graph is walked backward once per reference (least compute; best for
+        large models). ``"pairs"``: each example-reference pair gets its own
+        row in the input pass and one backward covers them all (fewest
+        backward calls; best for small models, where per-call overhead
+        dominates). ``"auto"`` picks ``"examples"`` when the activations
+        recorded per reference row hold at least ``AUTO_EXAMPLES_MIN_NUMEL``
+        elements, a size that depends only on the model and the input shape,
+        so the choice (and the result) is the same on every call. Both give
+        the same multipliers up to floating-point rounding.
 
     Attributes
     ----------
+    last_activation_numel : int
+        Elements recorded per reference row in the last reference pass (a
+        size measure used to pick a strategy).
     unsupported : dict[str, str]
         Op names without a rule that were met (and treated as linear), with
         their messages; the caller turns them into one warning each.
     """
 
-    def __init__(self, forward: Callable, registry: RuleRegistry, strict: bool = False):
+    def __init__(self, forward: Callable, registry: RuleRegistry, strict: bool = False,
+                 strategy: str = "examples"):
+        if strategy not in ("auto", "examples", "pairs"):
+            raise ValueError(
+                f"`strategy` must be 'auto', 'examples' or 'pairs', got {strategy!r}.")
         self.forward = forward
         self.registry = registry
         self.strict = strict
+        self.strategy = strategy
         self.unsupported: dict[str, str] = {}
+        self.last_activation_numel = 0
 
     def run(
         self,
@@ -224,47 +250,67 @@ class DeepLiftPasses:
         Returns
         -------
         multipliers : list (per target) of tuples of ``(n, R, *shape_j)`` tensors
-        outputs : list (per target) of ``(n,)`` selected outputs on the inputs
+        outputs : list (per target) of ``(n, R)`` selected outputs on the inputs (the
+            same for every reference with ``strategy="examples"``)
         reference_outputs : list (per target) of ``(n, R)`` selected outputs on the references
         """
         n, r = inputs[0].shape[0], references[0].shape[1]
-        pairs = PairCursor(n, r)
         flat = tuple(ref.transpose(0, 1).reshape(r * n, *ref.shape[2:]) for ref in references)
         record = _RecordMode(self.registry)
         with torch.no_grad(), record:
             out_r = self.forward(*flat, *reference_args)
         ref_outputs = [sel_r(out_r).detach().reshape(r, n).T for _, sel_r in selectors]
+        self.last_activation_numel = sum(
+            s.numel() for _, s in record.records if isinstance(s, Tensor)) // max(r * n, 1)
         del out_r, flat
 
-        xs = tuple(x.detach().requires_grad_(True) for x in inputs)
+        strategy = self.strategy
+        if strategy == "auto":
+            big = self.last_activation_numel >= AUTO_EXAMPLES_MIN_NUMEL
+            strategy = "examples" if big else "pairs"
+        per_pair = strategy == "pairs" and r > 1
+        if per_pair:
+            # every pair gets its own row: inputs repeated reference-major, one backward
+            xs = tuple(x.unsqueeze(0).expand(r, *x.shape).reshape(r * n, *x.shape[1:])
+                       .detach().requires_grad_(True) for x in inputs)
+            pairs, args, select = PairCursor(r * n, 1), reference_args, [s for _, s in selectors]
+        else:
+            xs = tuple(x.detach().requires_grad_(True) for x in inputs)
+            pairs, args, select = PairCursor(n, r), input_args, [s for s, _ in selectors]
         apply = _ApplyMode(self.registry, record.records, self.strict, self.unsupported, pairs)
         with torch.enable_grad():
             with attributed_inputs(xs), apply:
-                out_x = self.forward(*xs, *input_args)
+                out_x = self.forward(*xs, *args)
             if apply.position != len(record.records):
                 raise RuntimeError(
                     f"The model ran {len(record.records)} ruled ops on the references but "
                     f"{apply.position} on the inputs; DeepLIFT needs a forward whose "
                     "sequence of operations does not depend on the data."
                 )
-            selected = [sel_x(out_x) for sel_x, _ in selectors]
+            selected = [sel(out_x) for sel in select]
         del out_x
         multipliers, outputs = [], []
+        n_backward = pairs.n_references
         for t, y in enumerate(selected):
             per_k: list[tuple[Tensor, ...]] = []
-            for k in range(r):
+            for k in range(n_backward):
                 pairs.k = k
                 if not y.requires_grad:
                     per_k.append(tuple(torch.zeros_like(x) for x in xs))
                     continue
-                last = t == len(selected) - 1 and k == r - 1
+                last = t == len(selected) - 1 and k == n_backward - 1
                 grads = torch.autograd.grad(y.sum(), xs, retain_graph=not last,
                                             allow_unused=True)
                 per_k.append(tuple(torch.zeros_like(x) if g is None else g
                                    for x, g in zip(xs, grads)))
-            multipliers.append(tuple(torch.stack([g[j] for g in per_k], 1)
-                                     for j in range(len(xs))))
-            outputs.append(y.detach())
+            if per_pair:
+                multipliers.append(tuple(
+                    g.reshape(r, n, *g.shape[1:]).transpose(0, 1) for g in per_k[0]))
+                outputs.append(y.detach().reshape(r, n).T)
+            else:
+                multipliers.append(tuple(torch.stack([g[j] for g in per_k], 1)
+                                         for j in range(len(xs))))
+                outputs.append(y.detach().unsqueeze(1).expand(n, r))
         return multipliers, outputs, ref_outputs
 
 
@@ -323,7 +369,7 @@ def deeplift_multipliers(
     extra = tuple(additional_forward_args)
     (mults,), (yx,), (yr,) = passes.run(xs, tuple(r.unsqueeze(1) for r in rs),
                                         [(select, select)], extra, extra)
-    mults, yr = tuple(m[:, 0] for m in mults), yr[:, 0]
+    mults, yx, yr = tuple(m[:, 0] for m in mults), yx[:, 0], yr[:, 0]
     for message in passes.unsupported.values():
         warnings.warn(message, UnsupportedOperationWarning, stacklevel=2)
     total = sum(((m * (x - r)).reshape(len(x), -1).sum(1) for m, x, r in zip(mults, xs, rs)))

@@ -263,3 +263,22 @@ def test_error_non_one_hot_to_shuffle(setup):
     model, x, _ = setup
     with pytest.raises(ValueError, match="one-hot"):
         ShuffleDeepLiftShap(model).attribute(x * 0.5, n_references=2, target=0)
+
+
+@pytest.mark.parametrize("strategy", ["examples", "pairs"])
+def test_strategies_agree_with_each_other(setup, strategy):
+    model, x, refs = setup
+    explainer = ShuffleDeepLiftShap(model)
+    base = explainer.attribute(x, references=refs, target=1, strategy="examples",
+                               return_multipliers=True)
+    other, delta = explainer.attribute(x, references=refs, target=1, strategy=strategy,
+                                       batch_size=7, return_multipliers=True,
+                                       return_convergence_delta=True)
+    assert torch.allclose(base, other, atol=1e-13)
+    assert delta.abs().max() < 1e-12
+
+
+def test_error_unknown_strategy(setup):
+    model, x, refs = setup
+    with pytest.raises(ValueError, match="`strategy` must be"):
+        ShuffleDeepLiftShap(model).attribute(x, references=refs, strategy="fast")

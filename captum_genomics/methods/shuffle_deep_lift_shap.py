@@ -220,6 +220,7 @@ class ShuffleDeepLiftShap(GradientAttribution):
         targets: Sequence[Any] | None = None,
         rules: RuleRegistry | None = None,
         strict: bool | None = None,
+        strategy: Literal["auto", "examples", "pairs"] = "auto",
     ):
         r"""Attribute the selected output to the inputs.
 
@@ -282,6 +283,13 @@ class ShuffleDeepLiftShap(GradientAttribution):
             hence the separate argument.)
         rules, strict
             Override the instance's rule registry / strictness for this call.
+        strategy : {"auto", "examples", "pairs"}
+            How a batch is computed (see
+            :class:`~captum_genomics.deeplift.DeepLiftPasses`): ``"examples"``
+            runs each example forward once and backward once per reference,
+            ``"pairs"`` gives every pair its own row and one backward.
+            ``"auto"`` (default) picks by the model's activation size, which
+            depends only on the model and the input shape.
 
         Returns
         -------
@@ -350,7 +358,7 @@ class ShuffleDeepLiftShap(GradientAttribution):
         extra = format_additional_forward_args(additional_forward_args)
         device = _model_device(self.forward_func, xs[0].device)
 
-        passes = DeepLiftPasses(detached_forward(self.forward_func), registry, strict)
+        passes = DeepLiftPasses(detached_forward(self.forward_func), registry, strict, strategy)
         n_t = len(target_list)
         if return_multipliers:
             outs = [[torch.empty((n, k, *x.shape[1:]), dtype=x.dtype, device=x.device)
@@ -379,7 +387,7 @@ class ShuffleDeepLiftShap(GradientAttribution):
                 diff = tuple((x.unsqueeze(1) - r) for x, r in zip(x_b, r_b))
                 contrib = tuple(m * d for m, d in zip(mults[t], diff))
                 total = sum(c.reshape(c.shape[0], c.shape[1], -1).sum(2) for c in contrib)
-                deltas[t][lo:hi, k0:k1] = (total - (y_x[t].unsqueeze(1) - y_r[t])).to(deltas[t])
+                deltas[t][lo:hi, k0:k1] = (total - (y_x[t] - y_r[t])).to(deltas[t])
                 if return_multipliers:
                     for j, m in enumerate(mults[t]):
                         outs[t][j][lo:hi, k0:k1] = m.to(outs[t][j])
