@@ -1,0 +1,57 @@
+"""FastSHAP: amortized Shapley value estimation (Jethani et al., ICLR 2022).
+
+The math lives in small modules, each tested against an exact computation:
+
+- :mod:`.players`: features or feature groups as players;
+- :mod:`.games`: value functions ``v(x, S)`` (baseline, marginal, surrogate);
+- :mod:`.exact`: exact Shapley values by enumerating ``2^d`` coalitions;
+- :mod:`.sampling`: Shapley-kernel and uniform-size coalition samplers;
+- :mod:`.normalization`: additive efficient normalization;
+- :mod:`.surrogate`: the masked surrogate and its training;
+- :mod:`.explainer`, :mod:`.training`: the explainer network and its training;
+- :mod:`.io`: saving and loading trained networks.
+"""
+
+from .exact import all_coalitions, exact_shapley, exact_shapley_from_values, shapley_coefficients
+from .explainer import MLPExplainer, default_hidden_width, estimate_shapley
+from .games import BaselineGame, Game, MarginalGame, SurrogateGame
+from .io import load_module, save_module
+from .normalization import additive_efficient_normalization, efficiency_gap
+from .players import Players, as_players
+from .sampling import (
+    coalitions_of_sizes,
+    sample_shapley_coalitions,
+    sample_uniform_size_coalitions,
+    shapley_kernel_size_probs,
+)
+from .surrogate import MaskedSurrogate, surrogate_loss, train_surrogate
+from .training import explainer_loss, train_explainer
+
+__all__ = [
+    "Players",
+    "as_players",
+    "Game",
+    "BaselineGame",
+    "MarginalGame",
+    "SurrogateGame",
+    "all_coalitions",
+    "shapley_coefficients",
+    "exact_shapley",
+    "exact_shapley_from_values",
+    "shapley_kernel_size_probs",
+    "coalitions_of_sizes",
+    "sample_shapley_coalitions",
+    "sample_uniform_size_coalitions",
+    "additive_efficient_normalization",
+    "efficiency_gap",
+    "MLPExplainer",
+    "default_hidden_width",
+    "estimate_shapley",
+    "MaskedSurrogate",
+    "surrogate_loss",
+    "train_surrogate",
+    "explainer_loss",
+    "train_explainer",
+    "save_module",
+    "load_module",
+]

@@ -1,0 +1,241 @@
+"""The FastSHAP explainer: an MLP from one input to all players' values for all outputs.
+
+Jethani et al. (ICLR 2022) train a network ``phi(x; theta)`` that outputs the
+Shapley values of every player for every model output in one forward pass. For
+tabular inputs the paper and its reference implementation use fully connected
+networks; here the width and depth are chosen from the problem size (see
+:func:`default_hidden_width`) and can be overridden.
+
+The raw output is not efficient; :func:`estimate_shapley` applies additive
+efficient normalization per example with the game's ``v(x, 1)`` and ``v(x, 0)``
+(correct for any batch size: each example uses its own values).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .._checks import check_positive_int
+from .normalization import additive_efficient_normalization
+
+__all__ = ["MLPExplainer", "default_hidden_width", "build_mlp", "estimate_shapley", "ACTIVATIONS"]
+
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh,
+               "elu": nn.ELU}
+"""Activations accepted by name."""
+
+
+def default_hidden_width(n_in: int, n_out: int) -> int:
+    """Hidden width used when none is given.
+
+    The next power of two at or above ``max(n_in, n_out)``, clipped to
+    ``64..512``: wide enough not to bottleneck small problems, bounded so that
+    the output layer of a large problem (e.g. 2,000 genes x 10 classes) stays a
+    few million weights.
+
+    Parameters
+    ----------
+    n_in, n_out
+        Input and output sizes of the network.
+    """
+    m = max(int(n_in), int(n_out), 1)
+    return int(min(512, max(64, 2 ** math.ceil(math.log2(m)))))
+
+
+def build_mlp(n_in: int, n_out: int, hidden_width: int, n_hidden_layers: int,
+              activation: str = "relu", dropout: float = 0.0) -> nn.Sequential:
+    """``n_hidden_layers`` blocks of Linear + activation (+ dropout), then a Linear.
+
+    Parameters
+    ----------
+    n_in, n_out
+        Sizes of the input and output.
+    hidden_width
+        Units per hidden layer.
+    n_hidden_layers
+        Number of hidden layers; 0 gives a single Linear.
+    activation
+        A key of :data:`ACTIVATIONS`. Default ``"relu"``.
+    dropout
+        Dropout probability after each activation. Default 0.0 (none; dropout
+        would draw from the global random state).
+
+    Raises
+    ------
+    ValueError
+        If the activation is unknown or a size is not positive.
+    """
+    check_positive_int(n_in, "n_in")
+    check_positive_int(n_out, "n_out")
+    check_positive_int(hidden_width, "hidden_width")
+    check_positive_int(n_hidden_layers, "n_hidden_layers", minimum=0)
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"`activation` must be one of {sorted(ACTIVATIONS)}, got {activation!r}.")
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ValueError(f"`dropout` must be in [0, 1), got {dropout!r}.")
+    layers: list[nn.Module] = []
+    width = n_in
+    for _ in range(n_hidden_layers):
+        layers += [nn.Linear(width, hidden_width), ACTIVATIONS[activation]()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = hidden_width
+    layers.append(nn.Linear(width, n_out))
+    return nn.Sequential(*layers)
+
+
+def _seeded_init(module: nn.Module, seed: int | None) -> None:
+    """Re-run ``reset_parameters`` of every submodule from ``seed`` without touching global RNG."""
+    if seed is None:
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        for sub in module.modules():
+            if sub is not module and hasattr(sub, "reset_parameters"):
+                sub.reset_parameters()
+
+
+class MLPExplainer(nn.Module):
+    """FastSHAP explainer ``x (B, F) -> phi (B, d, T)``.
+
+    Parameters
+    ----------
+    n_features
+        ``F``, features per flattened input.
+    n_players
+        ``d``.
+    n_outputs
+        ``T``, model outputs explained at once (classes, or 1 for regression).
+        Default 1.
+    hidden_width
+        Units per hidden layer. Default None:
+        ``default_hidden_width(F, d * T)`` (power of two in ``64..512``).
+    n_hidden_layers
+        Default 2.
+    activation
+        Default ``"relu"``; see :data:`ACTIVATIONS`.
+    dropout
+        Default 0.0.
+    seed
+        If given, the weights are initialized from this seed (global random
+        state untouched), so construction is reproducible. Default None: the
+        usual PyTorch initialization from the global state.
+
+    Notes
+    -----
+    The network is applied to ``x.reshape(B, -1)``, so any input shape with
+    ``F`` elements works. The output is raw; normalize it with
+    :func:`estimate_shapley` or
+    :func:`~captum_genomics.fastshap.normalization.additive_efficient_normalization`.
+    """
+
+    def __init__(self, n_features: int, n_players: int, n_outputs: int = 1,
+                 hidden_width: int | None = None, n_hidden_layers: int = 2,
+                 activation: str = "relu", dropout: float = 0.0, seed: int | None = None) -> None:
+        super().__init__()
+        check_positive_int(n_features, "n_features")
+        check_positive_int(n_players, "n_players")
+        check_positive_int(n_outputs, "n_outputs")
+        if hidden_width is None:
+            hidden_width = default_hidden_width(n_features, n_players * n_outputs)
+        self.n_features = int(n_features)
+        self.n_players = int(n_players)
+        self.n_outputs = int(n_outputs)
+        self.hidden_width = int(hidden_width)
+        self.n_hidden_layers = int(n_hidden_layers)
+        self.activation = activation
+        self.dropout = float(dropout)
+        self.net = build_mlp(self.n_features, self.n_players * self.n_outputs, self.hidden_width,
+                             self.n_hidden_layers, activation, dropout)
+        _seeded_init(self, seed)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Raw Shapley value predictions.
+
+        Parameters
+        ----------
+        x
+            ``shape=(B, *feature_shape)`` with ``F`` elements per example.
+
+        Returns
+        -------
+        Tensor
+            ``shape=(B, d, T)``.
+
+        Raises
+        ------
+        ValueError
+            If an example does not have ``F`` elements.
+        """
+        flat = x.reshape(x.shape[0], -1)
+        if flat.shape[1] != self.n_features:
+            raise ValueError(
+                f"`x` has {flat.shape[1]} features per example (shape {tuple(x.shape)}); "
+                f"the explainer expects {self.n_features}."
+            )
+        return self.net(flat).reshape(-1, self.n_players, self.n_outputs)
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able constructor arguments (used by :mod:`~captum_genomics.fastshap.io`)."""
+        return {"n_features": self.n_features, "n_players": self.n_players,
+                "n_outputs": self.n_outputs, "hidden_width": self.hidden_width,
+                "n_hidden_layers": self.n_hidden_layers, "activation": self.activation,
+                "dropout": self.dropout}
+
+
+def estimate_shapley(explainer: nn.Module, x: Tensor, game=None, normalize: bool = True,
+                     batch_size: int | None = None, grand: Tensor | None = None,
+                     null: Tensor | None = None) -> Tensor:
+    """FastSHAP estimates for a batch: one explainer pass, then normalization.
+
+    Parameters
+    ----------
+    explainer
+        Module ``(B, *feature_shape) -> (B, d, T)``, e.g. :class:`MLPExplainer`.
+        Run as it is, under ``torch.no_grad()``; call ``eval()`` first if it
+        has dropout.
+    x
+        ``shape=(B, *feature_shape)``.
+    game
+        Gives ``v(x, 1)`` and ``v(x, 0)`` per example (``game.grand``,
+        ``game.null``) for the normalization. Needed when ``normalize`` and
+        ``grand``/``null`` are not given.
+    normalize
+        Apply additive efficient normalization. Default True.
+    batch_size
+        Examples per explainer/game call. Default None: all at once. The
+        result does not depend on it.
+    grand, null
+        Optional precomputed ``shape=(B, T)`` values.
+
+    Returns
+    -------
+    Tensor
+        ``shape=(B, d, T)``; with ``normalize``, ``phi.sum(1) = v(1) - v(0)``
+        per example.
+
+    Raises
+    ------
+    ValueError
+        If ``normalize`` and neither a game nor both ``grand`` and ``null`` are
+        given.
+    """
+    if normalize and game is None and (grand is None or null is None):
+        raise ValueError("`game` (or both `grand` and `null`) is required with normalize=True.")
+    b = x.shape[0]
+    step = b if batch_size is None else check_positive_int(batch_size, "batch_size")
+    outs = []
+    with torch.no_grad():
+        for start in range(0, b, max(step, 1)):
+            xs = x[start:start + step]
+            phi = explainer(xs)
+            if normalize:
+                g = game.grand(xs) if grand is None else grand[start:start + step]
+                n = game.null(xs) if null is None else null[start:start + step]
+                phi = additive_efficient_normalization(phi, g.to(phi), n.to(phi))
+            outs.append(phi)
+    return torch.cat(outs, dim=0)

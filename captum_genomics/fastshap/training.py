@@ -1,0 +1,335 @@
+"""Training the FastSHAP explainer, and the loop shared with the surrogate.
+
+FastSHAP (Jethani et al., ICLR 2022, Eq. 8) fits ``phi(x; theta)`` by
+minimizing, over examples ``x`` and coalitions ``S`` drawn from the Shapley
+kernel distribution,
+
+    L(theta) = E_x E_{S ~ p} || v(x, S) - v(x, 0) - S^T phi(x; theta) ||^2,
+
+with ``phi`` projected onto the efficiency constraint ``1^T phi = v(x, 1) -
+v(x, 0)`` (additive efficient normalization) inside the loss. For every ``x``
+the constrained minimizer is the exact Shapley value (the weighted
+least-squares characterization of Charnes et al. 1988, used by KernelSHAP), so
+a perfect explainer recovers it; a game that is additive in the players gives
+zero loss at the optimum.
+
+What this implementation does differently from the reference code: all
+randomness (shuffling and coalitions) comes from one ``torch.Generator``; the
+validation loss uses coalitions drawn once and held fixed, so epochs are
+comparable; ``ReduceLROnPlateau`` is built without the ``verbose`` argument
+removed from PyTorch; ``v(x, 0)`` and ``v(x, 1)`` are computed once per example
+and indexed per batch, so normalization is right for any batch size.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .._checks import check_positive_int
+from .normalization import additive_efficient_normalization
+from .players import Players
+from .sampling import sample_shapley_coalitions
+
+__all__ = ["train_explainer", "explainer_loss"]
+
+
+def _generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator:
+    if generator is not None:
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"`generator` must be a torch.Generator, got {type(generator).__name__}.")
+        if generator.device.type != "cpu":
+            raise ValueError(
+                f"`generator` must be a CPU torch.Generator (masks are drawn on the CPU so that "
+                f"they do not depend on the device), got one on {generator.device}."
+            )
+        return generator
+    return torch.Generator().manual_seed(0 if seed is None else int(seed))
+
+
+def _module_device(module: nn.Module, device) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    p = next(module.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _in_chunks(fn: Callable[[Tensor], Tensor], x: Tensor, chunk: int, device) -> Tensor:
+    """``fn`` over ``x`` in chunks of examples moved to ``device``, concatenated."""
+    outs = [fn(x[s:s + chunk].to(device)) for s in range(0, x.shape[0], chunk)]
+    return torch.cat(outs, dim=0)
+
+
+def _check_data(x_train: Tensor, x_val: Tensor, n_features: int) -> None:
+    for name, x in (("x_train", x_train), ("x_val", x_val)):
+        if not isinstance(x, Tensor) or x.ndim < 2 or x.shape[0] == 0:
+            raise ValueError(f"`{name}` must be a tensor of shape (N, *feature_shape) with N >= 1.")
+        if x[0].numel() != n_features:
+            raise ValueError(
+                f"`{name}` has {x[0].numel()} features per example (shape {tuple(x.shape)}); "
+                f"the players cover {n_features}."
+            )
+
+
+def _fit(module: nn.Module, n_train: int, batch_loss: Callable[[Tensor], Tensor],
+         validate: Callable[[], float], *, batch_size: int, lr: float, max_epochs: int,
+         lr_factor: float, lr_patience: int, min_lr: float, early_stopping_patience: int,
+         weight_decay: float, generator: torch.Generator, progress_bar: bool,
+         desc: str) -> dict:
+    """Adam + ReduceLROnPlateau + early stopping with restore of the best weights.
+
+    ``batch_loss(idx)`` returns the differentiable mean loss of the training
+    examples ``idx``; ``validate()`` returns the validation loss (no grad).
+    The state before training counts as epoch 0, so the restored weights are
+    never worse on validation than the initial ones.
+    """
+    check_positive_int(batch_size, "batch_size")
+    check_positive_int(max_epochs, "max_epochs")
+    check_positive_int(early_stopping_patience, "early_stopping_patience")
+    check_positive_int(lr_patience, "lr_patience", minimum=0)
+    if not 0.0 < lr_factor < 1.0:
+        raise ValueError(f"`lr_factor` must be in (0, 1), got {lr_factor!r}.")
+    optimizer = torch.optim.Adam(module.parameters(), lr=lr, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=lr_factor, patience=lr_patience, min_lr=min_lr)
+    t0 = time.perf_counter()
+    module.eval()
+    best = float(validate())
+    history = {"train_loss": [], "val_loss": [], "lr": [], "initial_val_loss": best,
+               "best_val_loss": best, "best_epoch": 0, "epochs_run": 0, "stopped_early": False}
+    best_state = copy.deepcopy(module.state_dict())
+    wait = 0
+    bar = tqdm(range(1, max_epochs + 1), desc=desc, disable=not progress_bar, leave=False)
+    for epoch in bar:
+        module.train()
+        perm = torch.randperm(n_train, generator=generator)
+        total, seen = 0.0, 0
+        for start in range(0, n_train, batch_size):
+            idx = perm[start:start + batch_size]
+            loss = batch_loss(idx)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * idx.numel()
+            seen += idx.numel()
+        module.eval()
+        val = float(validate())
+        history["train_loss"].append(total / seen)
+        history["val_loss"].append(val)
+        history["lr"].append(optimizer.param_groups[0]["lr"])
+        history["epochs_run"] = epoch
+        scheduler.step(val)
+        if val < best:
+            best, wait = val, 0
+            history["best_val_loss"], history["best_epoch"] = val, epoch
+            best_state = copy.deepcopy(module.state_dict())
+        else:
+            wait += 1
+        bar.set_postfix(val=f"{val:.4g}", best=f"{best:.4g}")
+        if wait >= early_stopping_patience:
+            history["stopped_early"] = True
+            break
+    bar.close()
+    module.load_state_dict(best_state)
+    module.eval()
+    history["seconds"] = time.perf_counter() - t0
+    return history
+
+
+def explainer_loss(phi: Tensor, S: Tensor, values: Tensor, null: Tensor,
+                   grand: Tensor | None = None) -> Tensor:
+    """FastSHAP's loss for one batch.
+
+    Parameters
+    ----------
+    phi
+        ``shape=(B, d, T)``: raw explainer output.
+    S
+        ``shape=(B, n, d)``: ``n`` coalitions per example, 0/1 floats.
+    values
+        ``shape=(B, n, T)``: ``v(x, S)``.
+    null
+        ``shape=(B, T)``: ``v(x, 0)``.
+    grand
+        ``shape=(B, T)``: ``v(x, 1)``. If given, ``phi`` is first normalized
+        by additive efficient normalization; if None, it is used as it is.
+
+    Returns
+    -------
+    Tensor
+        Scalar: ``|| v(x,S) - v(x,0) - S^T phi ||^2`` summed over the ``T``
+        outputs and averaged over examples and coalitions.
+    """
+    if grand is not None:
+        phi = additive_efficient_normalization(phi, grand, null)
+    pred = torch.einsum("bnd,bdt->bnt", S.to(phi.dtype), phi)
+    target = (values - null.unsqueeze(1)).to(phi.dtype)
+    return (pred - target).pow(2).sum(-1).mean()
+
+
+def train_explainer(explainer: nn.Module, game, x_train: Tensor, x_val: Tensor,
+                    players: Players | None = None, *, n_samples: int = 32,
+                    paired: bool = True, batch_size: int = 32, lr: float = 2e-4,
+                    max_epochs: int = 200, lr_factor: float = 0.5, lr_patience: int = 3,
+                    min_lr: float = 1e-6, early_stopping_patience: int = 10,
+                    n_val_samples: int | None = None, val_coalitions: Tensor | None = None,
+                    normalize: bool = True, weight_decay: float = 0.0, seed: int | None = 0,
+                    generator: torch.Generator | None = None, progress_bar: bool = False,
+                    device: torch.device | str | None = None,
+                    eval_batch_size: int = 256) -> dict:
+    """Train a FastSHAP explainer on a game (Jethani et al., ICLR 2022, Algorithm 1).
+
+    Each step takes ``batch_size`` examples, draws ``n_samples`` coalitions
+    per example from the Shapley kernel (paired with their complements by
+    default), evaluates ``v(x, S)`` with the game, and minimizes
+    :func:`explainer_loss` with Adam. After every epoch the loss on fixed
+    validation coalitions drives ``ReduceLROnPlateau`` and early stopping; the
+    weights of the best epoch are restored at the end and the explainer is left
+    in ``eval()`` mode.
+
+    Parameters
+    ----------
+    explainer
+        Module ``(B, *feature_shape) -> (B, d, T)``, e.g.
+        :class:`~captum_genomics.fastshap.explainer.MLPExplainer`; trained in
+        place.
+    game
+        A :class:`~captum_genomics.fastshap.games.Game` (``SurrogateGame`` as in
+        the paper, or ``BaselineGame`` / ``MarginalGame``); must be
+        deterministic. Its ``T`` must equal the explainer's.
+    x_train, x_val
+        ``shape=(N, *feature_shape)`` and ``(N_val, *feature_shape)``; moved to
+        ``device`` batch by batch.
+    players
+        Default None: ``game.players``; if given, must have the game's ``d``.
+    n_samples
+        Coalitions per example per step. Default 32 (even when ``paired``).
+    paired
+        Follow each coalition by its complement. Default True.
+    batch_size
+        Examples per step. Default 32.
+    lr
+        Adam learning rate. Default 2e-4.
+    max_epochs
+        Default 200.
+    lr_factor, lr_patience, min_lr
+        ``ReduceLROnPlateau`` settings: multiply the rate by ``lr_factor``
+        (default 0.5) after ``lr_patience`` (default 3) epochs without a better
+        validation loss, down to ``min_lr`` (default 1e-6).
+    early_stopping_patience
+        Stop after this many epochs without a better validation loss. Default 10.
+    n_val_samples
+        Fixed coalitions per validation example. Default None: ``n_samples``.
+    val_coalitions
+        Optional ``shape=(N_val, n, d)`` fixed validation coalitions (0/1),
+        overriding ``n_val_samples``.
+    normalize
+        Additive efficient normalization inside the loss. Default True.
+    weight_decay
+        Adam weight decay. Default 0.0.
+    seed, generator
+        All randomness comes from ``generator`` (a CPU ``torch.Generator``) or,
+        if None, from a new one seeded with ``seed`` (default 0). The
+        explainer's initial weights are not drawn here: build it with a seed.
+    progress_bar
+        Show a tqdm bar over epochs. Default False.
+    device
+        Where to train. Default: the explainer's device. The game's model must
+        live there too.
+    eval_batch_size
+        Examples per game call when precomputing ``v(x, 0)``, ``v(x, 1)`` and
+        the validation values. Default 256.
+
+    Returns
+    -------
+    dict
+        ``train_loss``, ``val_loss``, ``lr`` (lists, one entry per epoch),
+        ``initial_val_loss``, ``best_val_loss``, ``best_epoch`` (0 = the
+        initial weights), ``epochs_run``, ``stopped_early``, ``seconds``.
+
+    Raises
+    ------
+    ValueError
+        If the data, players, game and explainer disagree on ``F``, ``d`` or
+        ``T``, ``n_samples`` is odd with ``paired``, or ``val_coalitions`` has
+        the wrong shape.
+    """
+    players = game.players if players is None else players
+    if players.n_players != game.n_players:
+        raise ValueError(f"`players` has d={players.n_players} but the game has d={game.n_players}.")
+    d = players.n_players
+    exp_d = getattr(explainer, "n_players", d)
+    if exp_d != d:
+        raise ValueError(f"the explainer predicts {exp_d} players but the game has {d}.")
+    _check_data(x_train, x_val, players.n_features)
+    check_positive_int(n_samples, "n_samples")
+    check_positive_int(eval_batch_size, "eval_batch_size")
+    if paired and n_samples % 2:
+        raise ValueError(f"`n_samples` must be even with paired=True, got {n_samples}.")
+    g = _generator(seed, generator)
+    dev = _module_device(explainer, device)
+    dtype = next(explainer.parameters()).dtype
+
+    null_train = _in_chunks(game.null, x_train, eval_batch_size, dev)
+    grand_train = _in_chunks(game.grand, x_train, eval_batch_size, dev)
+    null_val = _in_chunks(game.null, x_val, eval_batch_size, dev)
+    grand_val = _in_chunks(game.grand, x_val, eval_batch_size, dev)
+    n_out = null_train.shape[1]
+    exp_t = getattr(explainer, "n_outputs", n_out)
+    if exp_t != n_out:
+        raise ValueError(f"the explainer predicts {exp_t} outputs but the game returns {n_out}.")
+
+    n_val = x_val.shape[0]
+    if val_coalitions is None:
+        k = n_samples if n_val_samples is None else check_positive_int(n_val_samples, "n_val_samples")
+        if paired and k % 2:
+            raise ValueError(f"`n_val_samples` must be even with paired=True, got {k}.")
+        val_coalitions = sample_shapley_coalitions(n_val * k, d, g, paired=paired).reshape(n_val, k, d)
+    elif val_coalitions.ndim != 3 or val_coalitions.shape[0] != n_val or val_coalitions.shape[2] != d:
+        raise ValueError(
+            f"`val_coalitions` must have shape (N_val, n, d) = ({n_val}, n, {d}), got "
+            f"{tuple(val_coalitions.shape)}."
+        )
+    val_S = val_coalitions.to(device=dev, dtype=dtype)
+
+    def game_values(xb: Tensor, S: Tensor) -> Tensor:
+        b, n = S.shape[:2]
+        rep = xb.repeat_interleave(n, dim=0)
+        return game(rep, S.reshape(b * n, d)).reshape(b, n, -1)
+
+    val_values = torch.cat([
+        game_values(x_val[s:s + eval_batch_size].to(dev), val_S[s:s + eval_batch_size])
+        for s in range(0, n_val, eval_batch_size)])
+
+    def validate() -> float:
+        total = 0.0
+        with torch.no_grad():
+            for s in range(0, n_val, eval_batch_size):
+                sl = slice(s, s + eval_batch_size)
+                phi = explainer(x_val[sl].to(dev))
+                loss = explainer_loss(phi, val_S[sl], val_values[sl], null_val[sl],
+                                      grand_val[sl] if normalize else None)
+                total += float(loss) * phi.shape[0]
+        return total / n_val
+
+    def batch_loss(idx: Tensor) -> Tensor:
+        xb = x_train[idx].to(dev)
+        b = xb.shape[0]
+        S = sample_shapley_coalitions(b * n_samples, d, g, paired=paired, device=dev,
+                                      dtype=dtype).reshape(b, n_samples, d)
+        values = game_values(xb, S)
+        idx_d = idx.to(dev)
+        phi = explainer(xb)
+        return explainer_loss(phi, S, values, null_train[idx_d],
+                              grand_train[idx_d] if normalize else None)
+
+    return _fit(explainer, x_train.shape[0], batch_loss, validate, batch_size=batch_size, lr=lr,
+                max_epochs=max_epochs, lr_factor=lr_factor, lr_patience=lr_patience,
+                min_lr=min_lr, early_stopping_patience=early_stopping_patience,
+                weight_decay=weight_decay, generator=g, progress_bar=progress_bar,
+                desc="FastSHAP explainer")
