@@ -7,10 +7,12 @@ Run with pytest-benchmark (not part of the default test run)::
 
     python -m pytest benchmarks/test_shuffle_speed.py --benchmark-only
 
-or as a script, which alternates the implementations call by call (so that
-both see the same machine load) and prints shuffles per second and the ratio::
+or as a script, which times the implementations in alternating blocks of
+calls (so that all see the same machine load, while each runs in its steady
+state as under pytest-benchmark) and prints shuffles per second (median
+call) and the ratios::
 
-    python benchmarks/test_shuffle_speed.py [--repeats 30]
+    python benchmarks/test_shuffle_speed.py [--rounds 5 --calls 6]
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def test_tangermeme_all_threads(benchmark, sequences):
     _run(benchmark, lambda x: theirs(x, n_jobs=-1), sequences)
 
 
-def main(repeats: int = 30) -> dict[str, float]:
+def main(rounds: int = 5, calls: int = 6) -> dict[str, float]:
     x = make_sequences()
     impls = {
         "captum_genomics": ours,
@@ -89,15 +91,16 @@ def main(repeats: int = 30) -> dict[str, float]:
         fn(x)
         first[name] = time.perf_counter() - t
     times = {name: [] for name in impls}
-    for _ in range(repeats):  # alternate so that both see the same load
+    for _ in range(rounds):  # alternate blocks so that all see the same load
         for name, fn in impls.items():
-            t = time.perf_counter()
-            fn(x)
-            times[name].append(time.perf_counter() - t)
+            for _ in range(calls):
+                t = time.perf_counter()
+                fn(x)
+                times[name].append(time.perf_counter() - t)
     rates = {name: SHUFFLES_PER_CALL / statistics.median(ts) for name, ts in times.items()}
     print(
         f"{N_SEQUENCES} sequences x {N_SHUFFLES} shuffles x {LENGTH} bp, float32 one-hot "
-        f"output, {repeats} alternating calls each (median):"
+        f"output; {rounds} alternating rounds of {calls} calls each, median call:"
     )
     for name in impls:
         print(
@@ -112,5 +115,7 @@ def main(repeats: int = 30) -> dict[str, float]:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=30)
-    main(parser.parse_args().repeats)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=6)
+    args = parser.parse_args()
+    main(args.rounds, args.calls)

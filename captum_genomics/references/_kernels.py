@@ -320,57 +320,62 @@ def build_graphs(codes, start, end, k, runs, n_runs, voffs, vbase, etgt, e0, e1)
     table = np.full(tsize, -1, np.int64)
     ids = np.empty(max(end - start, 1), np.int64)
     for e in range(e0, e1):
+        ce = codes[e]
+        re = runs[e]
+        vo = voffs[e]
+        vbe = vbase[e]
+        ete = etgt[e]
         nr = 0
         voff = 0
         eoff = 0
         j = start
         while j < end:
-            if codes[e, j] == 4:
+            if ce[j] == 4:
                 j += 1
                 continue
             a = j
-            while j < end and codes[e, j] != 4:
+            while j < end and ce[j] != 4:
                 j += 1
             n = j - a
             if k == 1:
                 if n >= 2:
-                    runs[e, nr, _R_START] = a
-                    runs[e, nr, _R_LEN] = n
+                    re[nr, _R_START] = a
+                    re[nr, _R_LEN] = n
                     nr += 1
                 continue
             ne = n - k + 1
             if ne < 2:
                 continue
-            s = codes[e, a:j]
+            s = ce[a:j]
             m = ne + 1
             nv = _window_ids(s, w, ids, table)
             for v in range(nv + 1):
-                voffs[e, voff + v] = 0
+                vo[voff + v] = 0
             for i in range(m):
-                vbase[e, voff + ids[i]] = s[i + w - 1]
+                vbe[voff + ids[i]] = s[i + w - 1]
             for i in range(ne):
-                voffs[e, voff + ids[i] + 1] += 1
+                vo[voff + ids[i] + 1] += 1
             acc = eoff
             for v in range(nv + 1):
-                acc += voffs[e, voff + v]
-                voffs[e, voff + v] = acc
-            # voffs[voff + v] is now the start of v's slice; filling advances it
+                acc += vo[voff + v]
+                vo[voff + v] = acc
+            # vo[voff + v] is now the start of v's slice; filling advances it
             for i in range(ne):
-                src = ids[i]
-                pos = voffs[e, voff + src]
-                etgt[e, pos] = ids[i + 1]
-                voffs[e, voff + src] = pos + 1
+                src = voff + ids[i]
+                pos = vo[src]
+                ete[pos] = ids[i + 1]
+                vo[src] = pos + 1
             # ... to the end of v's slice, so shift back by one vertex
             for v in range(nv, 0, -1):
-                voffs[e, voff + v] = voffs[e, voff + v - 1]
-            voffs[e, voff] = eoff
-            runs[e, nr, _R_START] = a
-            runs[e, nr, _R_LEN] = n
-            runs[e, nr, _R_NV] = nv
-            runs[e, nr, _R_V0] = ids[0]
-            runs[e, nr, _R_ROOT] = ids[m - 1]
-            runs[e, nr, _R_VOFF] = voff
-            runs[e, nr, _R_EOFF] = eoff
+                vo[voff + v] = vo[voff + v - 1]
+            vo[voff] = eoff
+            re[nr, _R_START] = a
+            re[nr, _R_LEN] = n
+            re[nr, _R_NV] = nv
+            re[nr, _R_V0] = ids[0]
+            re[nr, _R_ROOT] = ids[m - 1]
+            re[nr, _R_VOFF] = voff
+            re[nr, _R_EOFF] = eoff
             nr += 1
             voff += nv + 1
             eoff += ne

@@ -280,6 +280,60 @@ def _write_task(kernel, args, ref_codes, view, one, zero):
     return task
 
 
+class _ShuffleJob:
+    """The arrays of one :func:`kmer_shuffle` call and the two ways to split it.
+
+    ``codes`` ``(N, L)`` are the input's base codes, ``ref_codes``
+    ``(N, K, L)`` receive the shuffles' codes and ``view`` ``(N, K, 4, L)``
+    their one-hot encoding. Examples are processed in blocks whose graph
+    arrays hold about ``_BLOCK_POSITIONS`` positions.
+    """
+
+    def __init__(self, codes, start, end, k, keys, ref_codes, view, one, zero):
+        self.codes, self.start, self.end, self.k, self.keys = codes, start, end, k, keys
+        self.ref_codes, self.view, self.one, self.zero = ref_codes, view, one, zero
+        self.width = max(end - start, 1)
+        self.block = max(1, _BLOCK_POSITIONS // self.width)
+
+    def _graphs(self, b0: int, b1: int, parallel: bool):
+        nb, width = b1 - b0, self.width
+        vwidth = width + width // 2 + 2
+        graphs = (
+            np.empty((nb, width // 2 + 1, 7), np.int64),  # runs
+            np.empty(nb, np.int64),  # n_runs
+            np.empty((nb, vwidth), np.int32),  # voffs
+            np.empty((nb, vwidth), np.uint8),  # vbase
+            np.empty((nb, width), np.int32),  # etgt
+        )
+        args = (self.codes[b0:b1], self.start, self.end, self.k, *graphs)
+        if parallel:
+            _parallel(_kernels.build_graphs, args, nb, width)
+        else:
+            _kernels.build_graphs(*args, 0, nb)
+        return graphs
+
+    def _task(self, b0: int, b1: int, graphs):
+        args = (self.codes[b0:b1], self.k, *graphs, self.keys[b0:b1], self.ref_codes[b0:b1])
+        return _write_task(
+            _kernels.shuffle_pairs, args, self.ref_codes[b0:b1], self.view[b0:b1],
+            self.one, self.zero,
+        )
+
+    def examples(self, lo: int, hi: int) -> None:
+        """Build, shuffle and write examples ``lo..hi`` on the calling thread."""
+        for b0 in range(lo, hi, self.block):
+            b1 = min(hi, b0 + self.block)
+            graphs = self._graphs(b0, b1, parallel=False)
+            self._task(b0, b1, graphs)(0, (b1 - b0) * self.ref_codes.shape[1])
+
+    def pairs(self, b0: int, b1: int) -> None:
+        """Examples ``b0..b1`` with the (example, reference) pairs split over threads."""
+        n_refs, length = self.ref_codes.shape[1], self.ref_codes.shape[2]
+        graphs = self._graphs(b0, b1, parallel=True)
+        _parallel(self._task(b0, b1, graphs), (), (b1 - b0) * n_refs, length,
+                  align=_pair_align(n_refs))
+
+
 def _pair_align(n_refs: int):
     """Split points for (example, reference) pairs: a multiple of the kernel's
     lane count within an example, so that the lock-step walk stays full."""
@@ -395,31 +449,15 @@ def kmer_shuffle(
     if n == 0 or length == 0:
         return finish()
     keys = _kernels.example_keys(seed, np.uint64(_kernels.TAG_SHUFFLE), idx)
-    width = max(e - s, 1)
-    block = max(1, _BLOCK_POSITIONS // width)
-    n_max_runs = width // 2 + 1
-    vwidth = width + width // 2 + 2
     ref_codes = np.empty((n, n_references, length), np.uint8)
-    for b0 in range(0, n, block):
-        b1 = min(n, b0 + block)
-        nb = b1 - b0
-        runs = np.empty((nb, n_max_runs, 7), np.int64)
-        n_runs = np.empty(nb, np.int64)
-        voffs = np.empty((nb, vwidth), np.int32)
-        vbase = np.empty((nb, vwidth), np.uint8)
-        etgt = np.empty((nb, width), np.int32)
-        bcodes = codes[b0:b1]
-        _parallel(
-            _kernels.build_graphs, (bcodes, s, e, k, runs, n_runs, voffs, vbase, etgt),
-            nb, width,
-        )
-        shuffle_args = (bcodes, k, runs, n_runs, voffs, vbase, etgt, keys[b0:b1],
-                        ref_codes[b0:b1])
-        _parallel(
-            _write_task(_kernels.shuffle_pairs, shuffle_args, ref_codes[b0:b1],
-                        view[b0:b1], one, zero),
-            (), nb * n_references, length, align=_pair_align(n_references),
-        )
+    job = _ShuffleJob(codes, s, e, k, keys, ref_codes, view, one, zero)
+    if n >= 2 * _n_threads():
+        # enough examples: each thread builds, shuffles and writes its own
+        _parallel(job.examples, (), n, n_references * length)
+    else:
+        # few examples (e.g. one with many references): split the pairs
+        for b0 in range(0, n, job.block):
+            job.pairs(b0, min(n, b0 + job.block))
     return finish()
 
 
