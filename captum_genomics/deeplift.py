@@ -57,6 +57,11 @@ _BILINEAR = frozenset(("mul", "matmul", "mm", "bmm", "einsum", "dot", "outer", "
                        "tensordot", "baddbmm", "addbmm", "addmm", "addmv", "mv", "imul",
                        "rmul"))
 _DIVISION = frozenset(("div", "truediv", "rtruediv", "itruediv", "true_divide"))
+# Comparisons of input-dependent tensors build masks (``h * (h > 0)``,
+# ``torch.where(h > 0, h, 0)``): the ops that use them are piecewise, not linear.
+_COMPARISONS = frozenset(("gt", "lt", "ge", "le", "eq", "ne", "greater", "less",
+                          "greater_equal", "less_equal", "not_equal", "isclose",
+                          "argmax", "argmin", "argsort", "heaviside", "signbit"))
 
 
 def _any_requires_grad(obj: Any) -> bool:
@@ -134,20 +139,30 @@ class _ApplyMode(TorchFunctionMode):
                 list(kwargs.values())) >= 2
         elif name in _DIVISION:
             nonlinear = len(args) > 1 and requires_grad(args[1])
+        elif name in _COMPARISONS:
+            nonlinear = _any_requires_grad(args) or _any_requires_grad(kwargs)
         elif name not in LINEAR_OPS:
             nonlinear = _any_requires_grad(out) and (
                 _any_requires_grad(args) or _any_requires_grad(kwargs))
         if not nonlinear:
             return
-        message = (
-            f"No DeepLIFT rule for `{name}` ({getattr(func, '__qualname__', name)}), which "
-            "acts on input-dependent tensors; it is being treated as linear, so "
-            "attributions may not be additive. Register a rule with "
+        what = getattr(func, "__qualname__", name)
+        if name in _COMPARISONS:
+            detail = ("compares input-dependent tensors; a mask built from it (a hand-written "
+                      "ReLU such as `h * (h > 0)`) makes the ops that use it piecewise")
+        else:
+            detail = "acts on input-dependent tensors"
+        if self.strict:
+            raise UnsupportedOperationError(
+                f"No DeepLIFT rule for `{name}` ({what}), which {detail} (strict=True). "
+                "Register a rule with `rules=default_rules().with_rules({...})` or use an op "
+                "that has one."
+            )
+        self.unsupported[name] = (
+            f"No DeepLIFT rule for `{name}` ({what}), which {detail}; it is being treated "
+            "as linear, so attributions may not be additive. Register a rule with "
             "`rules=default_rules().with_rules({...})`, or pass strict=True to raise."
         )
-        if self.strict:
-            raise UnsupportedOperationError(message)
-        self.unsupported[name] = message
 
 
 def detached_forward(model: Callable) -> Callable:

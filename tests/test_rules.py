@@ -204,3 +204,53 @@ def test_data_dependent_control_flow_is_reported():
     x = torch.ones(2, 3, dtype=D)
     with pytest.raises(RuntimeError, match="differ between the reference pass and the input"):
         deeplift_multipliers(model, x, -x)
+
+
+def test_rescale_with_batch_shaped_constant_argument():
+    # the constant second argument has the batch shape of each pass (n vs R * n rows)
+    from captum_genomics import ShuffleDeepLiftShap
+
+    rules = default_rules().with_rules({"logaddexp": Rescale()})
+    conv = nn.Conv1d(4, 3, 3).double()
+
+    def model(t):
+        h = conv(t)
+        return torch.logaddexp(h, torch.zeros_like(h)).sum((1, 2))
+
+    x = torch.randn(2, 4, 9, dtype=D)
+    refs = torch.randn(2, 3, 4, 9, dtype=D)
+    for strategy in ("examples", "pairs"):
+        _, delta = ShuffleDeepLiftShap(model, rules=rules).attribute(
+            x, references=refs, strategy=strategy, return_convergence_delta=True)
+        assert delta.abs().max() < 1e-12
+
+
+def test_aliases_and_special_spellings_share_rules(recwarn):
+    x = torch.randn(3, 5, dtype=D)
+    for op in (torch.special.expit, torch.special.erf, torch.arcsinh, torch.clip):
+        f = (lambda t, op=op: op(t, -0.5, 0.5).sum(1)) if op is torch.clip else (
+            lambda t, op=op: op(t).sum(1))
+        _, delta = deeplift_multipliers(f, x, x + 1)
+        assert delta.abs().max() < 1e-12
+    assert op_name(torch.special.expit) == "sigmoid"
+    assert not [w for w in recwarn if issubclass(w.category, UnsupportedOperationWarning)]
+
+
+@pytest.mark.parametrize("relu", [lambda h: h * (h > 0), lambda h: torch.where(h > 0, h, 0.0)])
+def test_hand_written_mask_relu_is_reported(relu):
+    x = torch.randn(3, 5, dtype=D)
+    with pytest.warns(UnsupportedOperationWarning, match="`gt`.*mask"):
+        deeplift_multipliers(lambda t: relu(t).sum(1), x, x + 1)
+    with pytest.raises(UnsupportedOperationError, match="strict=True"):
+        deeplift_multipliers(lambda t: relu(t).sum(1), x, x + 1, strict=True)
+
+
+def test_warnings_point_at_the_caller():
+    from captum_genomics import ShuffleDeepLiftShap
+
+    x = torch.randn(2, 4, 6, dtype=D)
+    model = nn.Sequential(nn.Conv1d(4, 2, 3), nn.GELU(), nn.Flatten(), nn.Linear(8, 1)).double()
+    with pytest.warns(UnsupportedOperationWarning) as record:
+        ShuffleDeepLiftShap(model, rules=default_rules().without("gelu")).attribute(
+            x, references=torch.randn(2, 2, 4, 6, dtype=D), target=0)
+    assert record[0].filename == __file__

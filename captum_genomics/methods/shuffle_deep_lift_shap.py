@@ -416,7 +416,7 @@ class ShuffleDeepLiftShap(GradientAttribution):
     @staticmethod
     def _warn(passes, deltas, threshold) -> None:
         for message in passes.unsupported.values():
-            warnings.warn(message, UnsupportedOperationWarning, stacklevel=3)
+            warnings.warn(message, UnsupportedOperationWarning, stacklevel=4)
         for d in deltas:
             worst = d.abs().max().item() if d.numel() else 0.0
             if worst > threshold:
@@ -427,7 +427,7 @@ class ShuffleDeepLiftShap(GradientAttribution):
                     "sum to the output differences. Check for ops without a rule "
                     "(strict=True raises on them) or for low precision.",
                     ConvergenceDeltaWarning,
-                    stacklevel=3,
+                    stacklevel=4,
                 )
 
     @staticmethod

@@ -27,6 +27,8 @@ from .rescale import Rescale
 from .softmax import Softmax
 
 __all__ = [
+    "ALIASES",
+    "normalize_op_name",
     "RuleRegistry",
     "default_rules",
     "op_name",
@@ -54,10 +56,10 @@ ELEMENTWISE_OPS = (
     "log_sigmoid", "rrelu", "threshold", "prelu",
     # elementwise math
     "exp", "exp2", "expm1", "log", "log1p", "log2", "log10", "sqrt", "rsqrt", "abs",
-    "absolute", "square", "sin", "cos", "tan", "sinh", "cosh", "asinh", "atan",
-    "arctan", "erf", "erfc", "erfinv", "sign", "sgn", "clamp", "clip", "clamp_min",
+    "square", "sin", "cos", "tan", "sinh", "cosh", "asinh", "atan", "asin", "acos",
+    "atanh", "acosh", "erf", "erfc", "erfinv", "sign", "sgn", "clamp", "clamp_min",
     "clamp_max", "pow", "reciprocal", "logit", "floor", "ceil", "round", "trunc",
-    "frac", "sinc", "nan_to_num", "expit",
+    "frac", "sinc", "nan_to_num",
 )
 
 #: Operations that are linear (or merely structural) in each input-dependent tensor.
@@ -92,14 +94,35 @@ LINEAR_OPS = frozenset((
 ))
 
 
-def op_name(func: Callable) -> str:
-    """The registry name of a torch function: ``__name__`` without leading/trailing underscores.
+#: Other spellings of the same op (``torch.special`` names, numpy-style aliases).
+ALIASES = {
+    "special_expit": "sigmoid", "expit": "sigmoid", "special_erf": "erf",
+    "special_erfc": "erfc", "special_erfinv": "erfinv", "special_logit": "logit",
+    "special_log1p": "log1p", "special_expm1": "expm1", "special_exp2": "exp2",
+    "special_sinc": "sinc", "special_round": "round", "special_softmax": "softmax",
+    "special_log_softmax": "log_softmax", "arcsinh": "asinh", "arctan": "atan",
+    "absolute": "abs", "clip": "clamp", "negative": "neg", "concat": "cat",
+    "concatenate": "cat", "true_divide": "div", "multiply": "mul", "subtract": "sub",
+    "divide": "div", "swapaxes": "transpose", "swapdims": "transpose",
+}
 
+
+def normalize_op_name(name: str) -> str:
+    """Canonical registry name: strip leading/trailing underscores, resolve aliases."""
+    name = name.strip("_")
+    return ALIASES.get(name, name)
+
+
+def op_name(func: Callable) -> str:
+    """The registry name of a torch function.
+
+    ``__name__`` without leading/trailing underscores, with aliases resolved:
     ``torch.relu``, ``F.relu``, ``Tensor.relu`` and ``Tensor.relu_`` all map to
-    ``"relu"``; ``Tensor.__getitem__`` maps to ``"getitem"``.
+    ``"relu"``; ``torch.special.expit`` maps to ``"sigmoid"``;
+    ``Tensor.__getitem__`` maps to ``"getitem"``.
     """
     name = getattr(func, "__name__", None) or type(func).__name__
-    return name.strip("_")
+    return normalize_op_name(name)
 
 
 Key = Union[str, Callable]
@@ -130,7 +153,7 @@ class RuleRegistry(Mapping[str, Rule]):
                     f"`rules[{key!r}]` must be a captum_genomics.rules.Rule, got "
                     f"{type(rule).__name__}."
                 )
-            table[key.strip("_") if isinstance(key, str) else op_name(key)] = rule
+            table[normalize_op_name(key) if isinstance(key, str) else op_name(key)] = rule
         self._rules = table
 
     def __getitem__(self, name: str) -> Rule:
@@ -154,7 +177,7 @@ class RuleRegistry(Mapping[str, Rule]):
 
     def without(self, *names: Key) -> "RuleRegistry":
         """A new registry without the given op names (or functions)."""
-        drop = {n.strip("_") if isinstance(n, str) else op_name(n) for n in names}
+        drop = {normalize_op_name(n) if isinstance(n, str) else op_name(n) for n in names}
         return RuleRegistry({k: v for k, v in self._rules.items() if k not in drop})
 
     def __repr__(self) -> str:

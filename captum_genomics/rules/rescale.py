@@ -32,10 +32,12 @@ def elementwise_derivative(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
 
 class _RescaleFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, r, fn, eps, pairs):
+    def forward(ctx, x, r, fn, fn_ref, eps, pairs):
         # x: (n, ...) inputs; r: (R * n, ...) references, reference-major; ratio: (R, n, ...)
+        # fn_ref applies the op with the reference pass's own constant arguments, which
+        # may be batch-shaped (R * n rows) where the input pass's have n rows
         y = fn(x)
-        ratio = fn(r)
+        ratio = fn_ref(r)
         if ratio.data_ptr() == r.data_ptr():
             ratio = ratio.clone()
         ratio = pairs.split(ratio)
@@ -53,7 +55,7 @@ class _RescaleFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (ratio,) = ctx.saved_tensors
-        return grad * ratio[ctx.pairs.k], None, None, None, None
+        return grad * ratio[ctx.pairs.k], None, None, None, None, None
 
 
 class Rescale(Rule):
@@ -80,7 +82,8 @@ class Rescale(Rule):
         self.eps = float(eps)
 
     def record(self, args, kwargs, output):
-        return args[0]
+        # the reference activation, and the constant arguments it was called with
+        return args[0], args[1:], kwargs
 
     def apply(self, func, args, kwargs, state, pairs):
         kwargs = strip_inplace(kwargs)
@@ -92,11 +95,16 @@ class Rescale(Rule):
         ):
             raise _two_inputs_error(func)
         rest = args[1:]
+        r, ref_rest, ref_kwargs = state
+        ref_kwargs = strip_inplace(ref_kwargs)
 
         def fn(t):
             return func(t, *rest, **kwargs)
 
-        return _RescaleFunction.apply(x, state.to(x.dtype), fn, self.eps, pairs)
+        def fn_ref(t):
+            return func(t, *ref_rest, **ref_kwargs)
+
+        return _RescaleFunction.apply(x, r.to(x.dtype), fn, fn_ref, self.eps, pairs)
 
     def __repr__(self):
         return f"Rescale(eps={self.eps:g})"
