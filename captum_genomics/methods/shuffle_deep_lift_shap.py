@@ -298,7 +298,12 @@ class ShuffleDeepLiftShap(GradientAttribution):
             device and dtype. For one-hot inputs: the contributions of the
             observed bases (the hypothetical contributions times the input),
             whose sum over ``A`` at each position is DeepLIFT's
-            ``sum_a m (x - r)`` averaged over references. For other inputs:
+            ``sum_a m (x - r)`` averaged over references. At an N position
+            (an all-zero column) the contribution is 0; when a reference has a
+            base there, its share ``-sum_a m r`` is dropped and the sum of the
+            attributions no longer equals the output difference. The
+            generated shuffles keep N positions as N, so this only concerns
+            user-given references. For other inputs:
             ``mean_k m_k * (x - r_k)``. With ``hypothetical=True``, the
             hypothetical contributions; with ``return_multipliers=True``,
             ``(N, K, *shape)`` multipliers.
