@@ -12,7 +12,7 @@ calls (so that all see the same machine load, while each runs in its steady
 state as under pytest-benchmark) and prints shuffles per second (median
 call) and the ratios::
 
-    python benchmarks/test_shuffle_speed.py [--rounds 5 --calls 6]
+    python benchmarks/test_shuffle_speed.py [--rounds 3 --calls 15]
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def test_tangermeme_all_threads(benchmark, sequences):
     _run(benchmark, lambda x: theirs(x, n_jobs=-1), sequences)
 
 
-def main(rounds: int = 5, calls: int = 6) -> dict[str, float]:
+def main(rounds: int = 3, calls: int = 15) -> dict[str, float]:
     x = make_sequences()
     impls = {
         "captum_genomics": ours,
@@ -115,7 +115,7 @@ def main(rounds: int = 5, calls: int = 6) -> dict[str, float]:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--calls", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--calls", type=int, default=15)
     args = parser.parse_args()
     main(args.rounds, args.calls)
