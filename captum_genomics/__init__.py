@@ -6,7 +6,7 @@ Attribution methods follow Captum's ``Attribution`` API; see the README and
 
 from .contributions import hypothetical_contributions, project_contributions
 from .deeplift import deeplift_multipliers
-from .methods import ConvergenceDeltaWarning, ShuffleDeepLiftShap
+from .methods import ConvergenceDeltaWarning, FastSHAP, ShuffleDeepLiftShap
 from .rules import RuleRegistry, UnsupportedOperationError, UnsupportedOperationWarning, default_rules
 
 __version__ = "0.1.0.dev0"
@@ -14,6 +14,7 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "ShuffleDeepLiftShap",
     "ConvergenceDeltaWarning",
+    "FastSHAP",
     "deeplift_multipliers",
     "hypothetical_contributions",
     "project_contributions",
