@@ -3,7 +3,8 @@
 BPNet-style model (``captum_genomics.zoo.bpnet.BPNetLike``), 1 kb inputs, 20
 references per example, 32 example-reference pairs per batch, CPU. Prints
 pairs/s and ratios, the 8-target comparison, and peak resident memory per
-pair for N = 8, 32, 64 (each measured in a fresh subprocess).
+pair for N = 8, 32, 64 (each in a fresh subprocess: the rise of the resident
+set's high-water mark, VmHWM, over the resident set after set-up; Linux only).
 
 Usage: ``python benchmarks/deeplift_vs_peers.py [--rounds 5] [--json out.json]``
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -72,14 +72,20 @@ def speed(rounds: int, n: int = 8) -> dict:
 
 
 _CHILD = """
-import sys, resource, torch
+import sys, torch
 sys.path.insert(0, {here!r})
 from _deeplift_setup import make, IMPL
+
+def status(key):
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith(key))
+
 model, x, refs = make({n})
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with open("/proc/self/clear_refs", "w") as fh:  # reset the peak (VmHWM) to the current RSS
+    fh.write("5")
+base = status("VmRSS:")
 IMPL(model, x, refs)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print((peak - base) / 1024)
+print((status("VmHWM:") - base) / 1024)
 """
 
 

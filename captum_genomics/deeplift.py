@@ -74,6 +74,13 @@ def _any_requires_grad(obj: Any) -> bool:
     return False
 
 
+def _state_numel(state: Any) -> int:
+    """Elements of the batch-shaped tensors a rule recorded (the first of a tuple)."""
+    if isinstance(state, (tuple, list)) and state:
+        state = state[0]
+    return state.numel() if isinstance(state, Tensor) else 0
+
+
 def _count_requires_grad(args: Sequence) -> int:
     return sum(1 for a in args if requires_grad(a))
 
@@ -276,7 +283,7 @@ class DeepLiftPasses:
             out_r = self.forward(*flat, *reference_args)
         ref_outputs = [sel_r(out_r).detach().reshape(r, n).T for _, sel_r in selectors]
         self.last_activation_numel = sum(
-            s.numel() for _, s in record.records if isinstance(s, Tensor)) // max(r * n, 1)
+            _state_numel(s) for _, s in record.records) // max(r * n, 1)
         del out_r, flat
 
         strategy = self.strategy

@@ -282,3 +282,18 @@ def test_error_unknown_strategy(setup):
     model, x, refs = setup
     with pytest.raises(ValueError, match="`strategy` must be"):
         ShuffleDeepLiftShap(model).attribute(x, references=refs, strategy="fast")
+
+
+def test_auto_strategy_picks_by_activation_size():
+    from captum_genomics.deeplift import AUTO_EXAMPLES_MIN_NUMEL, DeepLiftPasses, detached_forward
+
+    small = CNN().double().eval()
+    wide = nn.Sequential(nn.Conv1d(4, AUTO_EXAMPLES_MIN_NUMEL // 16, 1), nn.ReLU(),
+                         nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(
+                             AUTO_EXAMPLES_MIN_NUMEL // 16, 1)).double().eval()
+    for model, expected in ((small, False), (wide, True)):
+        passes = DeepLiftPasses(detached_forward(model), default_rules(), strategy="auto")
+        x = random_one_hot(1, 20)
+        sel = (lambda y: y[:, 0], lambda y: y[:, 0])
+        passes.run((x,), (random_one_hot(2, 20).unsqueeze(0),), [sel])
+        assert (passes.last_activation_numel >= AUTO_EXAMPLES_MIN_NUMEL) == expected

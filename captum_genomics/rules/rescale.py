@@ -46,8 +46,9 @@ class _RescaleFunction(torch.autograd.Function):
         ratio.div_(dx)
         small = dx.abs_() < eps
         del dx
-        if bool(small.any()):
-            ratio = torch.where(small, elementwise_derivative(fn, x).expand_as(ratio), ratio)
+        # identical windows make |dx| < eps common, so the fallback is applied in place
+        # unconditionally (the derivative is taken on the n input rows only)
+        torch.where(small, elementwise_derivative(fn, x).expand_as(ratio), ratio, out=ratio)
         ctx.pairs = pairs
         ctx.save_for_backward(ratio)
         return y
