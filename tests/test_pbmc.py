@@ -62,3 +62,21 @@ def test_split_stratified_fixed_and_disjoint(data):
 def test_split_rejects_bad_fractions():
     with pytest.raises(ValueError, match="fractions"):
         stratified_split([0, 1], {"test": 0.6, "validation": 0.5})
+
+
+def test_shipped_classifier(data):
+    import torch
+
+    from captum_genomics.zoo.pbmc import load_pbmc_classifier, load_pbmc_metadata
+
+    model = load_pbmc_classifier()
+    meta = load_pbmc_metadata()
+    assert not model.training
+    assert meta["genes"] == data.genes and meta["label_names"] == data.label_names
+    assert meta["split"]["test"] == data.split["test"].tolist()
+    te = data.split["test"]
+    with torch.no_grad():
+        pred = model(torch.from_numpy(data.X[te])).argmax(1).numpy()
+    acc = float((pred == data.labels[te]).mean())
+    assert abs(acc - meta["metrics"]["test"]["accuracy"]) < 1e-3
+    assert acc > 0.75
