@@ -55,7 +55,7 @@ print(f"explain {len(te)} cells: {time.perf_counter() - t0:.3f} s; "
 
 # 4. tables and plots
 table = attribution_table(attr, data.labels[te], data.genes, data.label_names)
-table.to_csv(args.out / "gene_table.csv", index=False)
+top_genes(table, 10).to_csv(args.out / "top_genes.csv", index=False, float_format="%.5g")
 print(top_genes(table, 5)[["class", "gene", "mean", "ci_low", "ci_high", "n"]]
       .to_string(index=False, float_format="%.4f"))
 print(top_genes(table, 3, "negative")[["class", "gene", "mean"]]
