@@ -254,3 +254,16 @@ def test_warnings_point_at_the_caller():
         ShuffleDeepLiftShap(model, rules=default_rules().without("gelu")).attribute(
             x, references=torch.randn(2, 2, 4, 6, dtype=D), target=0)
     assert record[0].filename == __file__
+
+
+@pytest.mark.parametrize("padding,dilation,k", [(0, 1, 3), (2, 2, 3), (8, 8, 3), (3, 1, 7), (0, 4, 5)])
+def test_conv1d_input_gradient_matches_autograd(padding, dilation, k):
+    from captum_genomics.rules.conv import MIN_CHANNELS
+
+    conv = nn.Conv1d(MIN_CHANNELS, 5, k, padding=padding, dilation=dilation).double()
+    x = torch.randn(3, MIN_CHANNELS, 30, dtype=D)
+    r = torch.randn(3, MIN_CHANNELS, 30, dtype=D)
+    fast, _ = deeplift_multipliers(lambda t: torch.tanh(conv(t)).sum((1, 2)), x, r)
+    plain, _ = deeplift_multipliers(lambda t: torch.tanh(conv(t)).sum((1, 2)), x, r,
+                                    rules=default_rules().without("conv1d"))
+    assert torch.allclose(fast, plain, atol=1e-13)

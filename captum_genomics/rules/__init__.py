@@ -5,6 +5,7 @@ See :mod:`captum_genomics.rules.registry` for how ops are matched, and
 """
 
 from .base import Rule
+from .conv import Conv1dInputGradient
 from .glu import GLU
 from .maxpool import MaxPool, MaxReduce
 from .normalization import Normalization
@@ -30,6 +31,7 @@ __all__ = [
     "Normalization",
     "GLU",
     "Product",
+    "Conv1dInputGradient",
     "RuleRegistry",
     "default_rules",
     "op_name",

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Callable, Iterable, Iterator, Mapping, Union
 
 from .base import Rule
+from .conv import Conv1dInputGradient
 from .glu import GLU
 from .maxpool import MaxPool, MaxReduce
 from .normalization import Normalization
@@ -200,7 +201,9 @@ def default_rules(eps: float = 1e-6) -> RuleRegistry:
         ``max_pool{1,2,3}d`` and ``adaptive_max_pool{1,2,3}d``; the max-over-axis
         rule for ``max``/``amax``; exact softmax, log-softmax, LayerNorm,
         RMSNorm and GLU rules; the midpoint product rule for ``mul``,
-        ``matmul``, ``mm`` and ``bmm`` of two input-dependent tensors.
+        ``matmul``, ``mm`` and ``bmm`` of two input-dependent tensors; and a
+        faster input-gradient for stride-1 ``conv1d`` (a linear op; see
+        :mod:`captum_genomics.rules.conv`).
     """
     rescale = Rescale(eps)
     rules: dict[Key, Rule] = {name: rescale for name in ELEMENTWISE_OPS}
@@ -219,6 +222,7 @@ def default_rules(eps: float = 1e-6) -> RuleRegistry:
     product = Product()
     for name in ("mul", "matmul", "mm", "bmm"):
         rules[name] = product
+    rules["conv1d"] = Conv1dInputGradient()
     return RuleRegistry(rules)
 
 
