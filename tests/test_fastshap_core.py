@@ -473,3 +473,39 @@ def test_save_load_errors(tmp_path):
     torch.save(blob, tmp_path / "d.pt")
     with pytest.raises(ValueError, match="invalid dtype 'load'"):
         load_module(tmp_path / "d.pt")
+
+
+def test_train_explainer_schedules_and_ema_are_deterministic():
+    import pytest
+    from captum_genomics.fastshap.training import _fit
+
+    def run(**kw):
+        torch.manual_seed(0)
+        lin = torch.nn.Linear(3, 1)
+        x = torch.randn(16, 3)
+        y = x.sum(1, keepdim=True)
+
+        def batch_loss(idx):
+            return (lin(x[idx]) - y[idx]).pow(2).mean()
+
+        def validate():
+            with torch.no_grad():
+                return float((lin(x) - y).pow(2).mean())
+
+        h = _fit(lin, 16, batch_loss, validate, batch_size=4, lr=0.05, max_epochs=5,
+                 lr_factor=0.5, lr_patience=1, min_lr=1e-6, early_stopping_patience=None,
+                 weight_decay=0.0, generator=torch.Generator().manual_seed(0),
+                 progress_bar=False, desc="t", **kw)
+        return h, lin.weight.detach().clone()
+
+    for kw in ({"schedule": "cosine", "restore_best": False},
+               {"schedule": "linear", "ema_decay": 0.9}, {"schedule": "constant"}):
+        (h1, w1), (h2, w2) = run(**kw), run(**kw)
+        assert torch.equal(w1, w2) and h1["val_loss"] == h2["val_loss"]
+        assert h1["epochs_run"] == 5 and h1["val_loss"][-1] < h1["initial_val_loss"]
+    h, _ = run(schedule="cosine")
+    assert h["lr"][-1] < 1e-3
+    with pytest.raises(ValueError, match="schedule"):
+        run(schedule="step")
+    with pytest.raises(ValueError, match="ema_decay"):
+        run(ema_decay=1.5)

@@ -24,6 +24,7 @@ and indexed per batch, so normalization is right for any batch size.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from typing import Callable
 
@@ -76,66 +77,142 @@ def _check_data(x_train: Tensor, x_val: Tensor, n_features: int) -> None:
             )
 
 
+_SCHEDULES = ("plateau", "cosine", "linear", "constant")
+
+
+def _schedule_factor(schedule: str, step: int, total: int) -> float:
+    """Multiplier of the base rate at optimizer step ``step`` of ``total``."""
+    frac = min(step / max(total, 1), 1.0)
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * frac))
+    if schedule == "linear":
+        return 1.0 - frac
+    return 1.0
+
+
+class _EMA:
+    """Exponential moving average of a module's floating-point parameters.
+
+    The decay is ramped up as ``min(decay, (1 + t) / (10 + t))`` so that the
+    average is not dominated by the initial weights in short runs.
+    """
+
+    def __init__(self, module: nn.Module, decay: float):
+        self.decay = decay
+        self.t = 0
+        self.params = [p for p in module.parameters() if p.dtype.is_floating_point]
+        self.shadow = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.t += 1
+        d = min(self.decay, (1.0 + self.t) / (10.0 + self.t))
+        for s, p in zip(self.shadow, self.params):
+            s.lerp_(p.detach(), 1.0 - d)
+
+    @torch.no_grad()
+    def swap(self) -> None:
+        """Exchange the live and the averaged weights (call twice to undo)."""
+        for s, p in zip(self.shadow, self.params):
+            tmp = p.detach().clone()
+            p.copy_(s)
+            s.copy_(tmp)
+
+
 def _fit(module: nn.Module, n_train: int, batch_loss: Callable[[Tensor], Tensor],
          validate: Callable[[], float], *, batch_size: int, lr: float, max_epochs: int,
-         lr_factor: float, lr_patience: int, min_lr: float, early_stopping_patience: int,
-         weight_decay: float, generator: torch.Generator, progress_bar: bool,
-         desc: str) -> dict:
-    """Adam + ReduceLROnPlateau + early stopping with restore of the best weights.
+         lr_factor: float, lr_patience: int, min_lr: float,
+         early_stopping_patience: int | None, weight_decay: float,
+         generator: torch.Generator, progress_bar: bool, desc: str,
+         schedule: str = "plateau", ema_decay: float | None = None,
+         restore_best: bool = True) -> dict:
+    """Adam + a learning-rate schedule (+ optional EMA of the weights).
+
+    ``schedule="plateau"`` uses ``ReduceLROnPlateau`` on the validation loss;
+    ``"cosine"`` / ``"linear"`` decay the rate per step from ``lr`` to
+    ``min_lr`` over ``max_epochs``; ``"constant"`` keeps it. With
+    ``ema_decay`` the weights that are validated, kept and returned are the
+    exponential moving average of the iterates. Early stopping (None turns it
+    off) and restore of the best-validated weights (``restore_best``; the
+    state before training counts as epoch 0) apply to all schedules.
 
     ``batch_loss(idx)`` returns the differentiable mean loss of the training
     examples ``idx``; ``validate()`` returns the validation loss (no grad).
-    The state before training counts as epoch 0, so the restored weights are
-    never worse on validation than the initial ones.
     """
     check_positive_int(batch_size, "batch_size")
     check_positive_int(max_epochs, "max_epochs")
-    check_positive_int(early_stopping_patience, "early_stopping_patience")
+    if early_stopping_patience is not None:
+        check_positive_int(early_stopping_patience, "early_stopping_patience")
     check_positive_int(lr_patience, "lr_patience", minimum=0)
     if not 0.0 < lr_factor < 1.0:
         raise ValueError(f"`lr_factor` must be in (0, 1), got {lr_factor!r}.")
+    if schedule not in _SCHEDULES:
+        raise ValueError(f"`schedule` must be one of {_SCHEDULES}, got {schedule!r}.")
+    if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+        raise ValueError(f"`ema_decay` must be in (0, 1) or None, got {ema_decay!r}.")
     optimizer = torch.optim.Adam(module.parameters(), lr=lr, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=lr_factor, patience=lr_patience, min_lr=min_lr)
+    scheduler = None
+    if schedule == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=lr_factor, patience=lr_patience, min_lr=min_lr)
+    steps_per_epoch = -(-n_train // batch_size)
+    total_steps = steps_per_epoch * max_epochs
+    ema = _EMA(module, ema_decay) if ema_decay is not None else None
     t0 = time.perf_counter()
     module.eval()
     best = float(validate())
     history = {"train_loss": [], "val_loss": [], "lr": [], "initial_val_loss": best,
                "best_val_loss": best, "best_epoch": 0, "epochs_run": 0, "stopped_early": False}
-    best_state = copy.deepcopy(module.state_dict())
-    wait = 0
+    best_state = copy.deepcopy(module.state_dict()) if restore_best else None
+    wait, step = 0, 0
     bar = tqdm(range(1, max_epochs + 1), desc=desc, disable=not progress_bar, leave=False)
     for epoch in bar:
         module.train()
         perm = torch.randperm(n_train, generator=generator)
         total, seen = 0.0, 0
         for start in range(0, n_train, batch_size):
+            if scheduler is None:
+                f = _schedule_factor(schedule, step, total_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = min_lr + (lr - min_lr) * f if schedule != "constant" else lr
             idx = perm[start:start + batch_size]
             loss = batch_loss(idx)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            step += 1
+            if ema is not None:
+                ema.update()
             total += float(loss.detach()) * idx.numel()
             seen += idx.numel()
         module.eval()
+        if ema is not None:
+            ema.swap()
         val = float(validate())
         history["train_loss"].append(total / seen)
         history["val_loss"].append(val)
         history["lr"].append(optimizer.param_groups[0]["lr"])
         history["epochs_run"] = epoch
-        scheduler.step(val)
+        if scheduler is not None:
+            scheduler.step(val)
         if val < best:
             best, wait = val, 0
             history["best_val_loss"], history["best_epoch"] = val, epoch
-            best_state = copy.deepcopy(module.state_dict())
+            if restore_best:
+                best_state = copy.deepcopy(module.state_dict())
         else:
             wait += 1
+        last_epoch = epoch == max_epochs or (
+            early_stopping_patience is not None and wait >= early_stopping_patience)
+        if ema is not None and not last_epoch:
+            ema.swap()
         bar.set_postfix(val=f"{val:.4g}", best=f"{best:.4g}")
-        if wait >= early_stopping_patience:
+        if early_stopping_patience is not None and wait >= early_stopping_patience:
             history["stopped_early"] = True
             break
     bar.close()
-    module.load_state_dict(best_state)
+    if restore_best:
+        module.load_state_dict(best_state)
     module.eval()
     history["seconds"] = time.perf_counter() - t0
     return history
@@ -176,8 +253,9 @@ def train_explainer(explainer: nn.Module, game, x_train: Tensor, x_val: Tensor,
                     players: Players | None = None, *, n_samples: int = 32,
                     paired: bool = True, batch_size: int = 32, lr: float = 2e-4,
                     max_epochs: int = 200, lr_factor: float = 0.5, lr_patience: int = 3,
-                    min_lr: float = 1e-6, early_stopping_patience: int = 10,
-                    n_val_samples: int | None = None, val_coalitions: Tensor | None = None,
+                    min_lr: float = 1e-6, early_stopping_patience: int | None = 10,
+                    schedule: str = "plateau", ema_decay: float | None = None,
+                    restore_best: bool = True, n_val_samples: int | None = None, val_coalitions: Tensor | None = None,
                     normalize: bool = True, weight_decay: float = 0.0, seed: int | None = 0,
                     generator: torch.Generator | None = None, progress_bar: bool = False,
                     device: torch.device | str | None = None,
@@ -222,7 +300,18 @@ def train_explainer(explainer: nn.Module, game, x_train: Tensor, x_val: Tensor,
         (default 0.5) after ``lr_patience`` (default 3) epochs without a better
         validation loss, down to ``min_lr`` (default 1e-6).
     early_stopping_patience
-        Stop after this many epochs without a better validation loss. Default 10.
+        Stop after this many epochs without a better validation loss; None
+        never stops early. Default 10.
+    schedule
+        ``"plateau"`` (default): ``ReduceLROnPlateau`` as above; ``"cosine"`` /
+        ``"linear"``: decay the rate per step from ``lr`` to ``min_lr`` over
+        ``max_epochs``; ``"constant"``: keep ``lr``.
+    ema_decay
+        If given (in (0, 1), e.g. 0.99), validate and return an exponential
+        moving average of the weights instead of the last iterate. Default None.
+    restore_best
+        Restore the weights of the best validation epoch at the end. Default
+        True; False returns the final (or averaged) weights.
     n_val_samples
         Fixed coalitions per validation example. Default None: ``n_samples``.
     val_coalitions
@@ -332,4 +421,5 @@ def train_explainer(explainer: nn.Module, game, x_train: Tensor, x_val: Tensor,
                 max_epochs=max_epochs, lr_factor=lr_factor, lr_patience=lr_patience,
                 min_lr=min_lr, early_stopping_patience=early_stopping_patience,
                 weight_decay=weight_decay, generator=g, progress_bar=progress_bar,
-                desc="FastSHAP explainer")
+                desc="FastSHAP explainer", schedule=schedule, ema_decay=ema_decay,
+                restore_best=restore_best)
