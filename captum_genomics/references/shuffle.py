@@ -16,6 +16,7 @@ import operator
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, NamedTuple
 
 import numba
 import numpy as np
@@ -198,6 +199,38 @@ def _new_output(sequences: Tensor, n_references: int):
         return res if sequences.device.type == "cpu" else res.to(sequences.device)
 
     return out, view.numpy(), one, zero, finish
+
+
+class _Draw(NamedTuple):
+    """Validated arguments and output buffers shared by the seeded generators."""
+
+    codes: np.ndarray      # (N, L) uint8 base codes
+    start: int
+    end: int
+    keys: np.ndarray | None  # per-example seeds; None for an empty batch
+    ref_codes: np.ndarray | None  # (N, K, L) uint8 scratch
+    view: np.ndarray
+    one: object
+    zero: object
+    finish: Callable[[], Tensor]
+
+
+def _prepare_draw(sequences, n_references, start, end, example_indices, random_state,
+                  tag: int) -> _Draw:
+    """Validate the common arguments, encode, seed and allocate for one generator call."""
+    sequences = _check_sequences(sequences)
+    n_references = check_positive_int(n_references, "n_references")
+    n, _, length = sequences.shape
+    s, e = _window(start, end, length)
+    idx = _example_indices(example_indices, n)
+    seed = _seed(random_state)
+    codes = _encode(sequences)
+    _, view, one, zero, finish = _new_output(sequences, n_references)
+    if n == 0 or length == 0:
+        return _Draw(codes, s, e, None, None, view, one, zero, finish)
+    keys = _kernels.example_keys(seed, np.uint64(tag), idx)
+    ref_codes = np.empty((n, n_references, length), np.uint8)
+    return _Draw(codes, s, e, keys, ref_codes, view, one, zero, finish)
 
 
 # --------------------------------------------------------------------------
@@ -437,20 +470,13 @@ def kmer_shuffle(
     >>> refs.shape
     torch.Size([8, 20, 4, 200])
     """
-    sequences = _check_sequences(sequences)
-    n_references = check_positive_int(n_references, "n_references")
     k = check_positive_int(k, "k")
-    n, _, length = sequences.shape
-    s, e = _window(start, end, length)
-    idx = _example_indices(example_indices, n)
-    seed = _seed(random_state)
-    codes = _encode(sequences)
-    out, view, one, zero, finish = _new_output(sequences, n_references)
-    if n == 0 or length == 0:
-        return finish()
-    keys = _kernels.example_keys(seed, np.uint64(_kernels.TAG_SHUFFLE), idx)
-    ref_codes = np.empty((n, n_references, length), np.uint8)
-    job = _ShuffleJob(codes, s, e, k, keys, ref_codes, view, one, zero)
+    d = _prepare_draw(sequences, n_references, start, end, example_indices, random_state,
+                      _kernels.TAG_SHUFFLE)
+    if d.keys is None:
+        return d.finish()
+    n, n_references, length = d.ref_codes.shape
+    job = _ShuffleJob(d.codes, d.start, d.end, k, d.keys, d.ref_codes, d.view, d.one, d.zero)
     if n >= 2 * _n_threads():
         # enough examples: each thread builds, shuffles and writes its own
         _parallel(job.examples, (), n, n_references * length)
@@ -458,7 +484,7 @@ def kmer_shuffle(
         # few examples (e.g. one with many references): split the pairs
         for b0 in range(0, n, job.block):
             job.pairs(b0, min(n, b0 + job.block))
-    return finish()
+    return d.finish()
 
 
 def dinucleotide_shuffle(sequences: Tensor, n_references: int = 20, **kwargs) -> Tensor:

@@ -11,21 +11,11 @@ alternative).
 
 from __future__ import annotations
 
-import numpy as np
 from torch import Tensor
 
 from .._checks import check_one_hot, check_positive_int
 from . import _kernels
-from .shuffle import (
-    _check_sequences,
-    _encode,
-    _example_indices,
-    _new_output,
-    _parallel,
-    _seed,
-    _window,
-    _write_task,
-)
+from .shuffle import _check_sequences, _parallel, _prepare_draw, _write_task
 
 __all__ = ["zero_references", "uniform_references", "gc_matched_references"]
 
@@ -161,22 +151,15 @@ def gc_matched_references(
         ``start`` after ``end``; ``example_indices`` not ``N`` non-negative
         integers.
     """
-    sequences = _check_sequences(sequences)
-    n_references = check_positive_int(n_references, "n_references")
-    n, _, length = sequences.shape
-    s, e = _window(start, end, length)
-    idx = _example_indices(example_indices, n)
-    seed = _seed(random_state)
-    codes = _encode(sequences)
-    out, view, one, zero, finish = _new_output(sequences, n_references)
-    if n == 0 or length == 0:
-        return finish()
-    keys = _kernels.example_keys(seed, np.uint64(_kernels.TAG_GC), idx)
-    gc = _kernels.gc_fractions(codes, s, e)
-    ref_codes = np.empty((n, n_references, length), np.uint8)
+    d = _prepare_draw(sequences, n_references, start, end, example_indices, random_state,
+                      _kernels.TAG_GC)
+    if d.keys is None:
+        return d.finish()
+    n, n_references, length = d.ref_codes.shape
+    gc = _kernels.gc_fractions(d.codes, d.start, d.end)
     _parallel(
-        _write_task(_kernels.gc_pairs, (codes, s, e, gc, keys, ref_codes), ref_codes,
-                    view, one, zero),
+        _write_task(_kernels.gc_pairs, (d.codes, d.start, d.end, gc, d.keys, d.ref_codes),
+                    d.ref_codes, d.view, d.one, d.zero),
         (), n * n_references, length,
     )
-    return finish()
+    return d.finish()
