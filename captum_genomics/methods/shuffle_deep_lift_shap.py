@@ -388,8 +388,8 @@ class ShuffleDeepLiftShap(GradientAttribution):
                                          _index_args(extra, ex_r, n, device))
             if k0 == 0:
                 acc = [[None] * len(xs) for _ in range(n_t)]
+            diff = tuple(x.unsqueeze(1) - r for x, r in zip(x_b, r_b))
             for t in range(n_t):
-                diff = tuple((x.unsqueeze(1) - r) for x, r in zip(x_b, r_b))
                 contrib = tuple(m * d for m, d in zip(mults[t], diff))
                 total = sum(c.reshape(c.shape[0], c.shape[1], -1).sum(2) for c in contrib)
                 deltas[t][lo:hi, k0:k1] = (total - (y_x[t] - y_r[t])).to(deltas[t])

@@ -46,9 +46,8 @@ class _RescaleFunction(torch.autograd.Function):
         ratio.div_(dx)
         small = dx.abs_() < eps
         del dx
-        # identical windows make |dx| < eps common, so the fallback is applied in place
-        # unconditionally (the derivative is taken on the n input rows only)
-        torch.where(small, elementwise_derivative(fn, x).expand_as(ratio), ratio, out=ratio)
+        if bool(small.any()):  # the derivative costs a forward and backward of fn on x
+            torch.where(small, elementwise_derivative(fn, x).expand_as(ratio), ratio, out=ratio)
         ctx.pairs = pairs
         ctx.save_for_backward(ratio)
         return y
