@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 pytest.importorskip("scanpy")
 
@@ -14,12 +13,7 @@ from captum_genomics.cli import main  # noqa: E402
 QUICK = ["--max-epochs", "1", "--n-samples", "4", "--top-k", "3"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_default_job(tmp_path, capsys):

@@ -21,13 +21,7 @@ T_OUT = 2
 FIT = {"max_epochs": 30, "lr": 3e-3, "n_samples": 16}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models: thread start-up costs more than it saves on a shared machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _mlp(seed=0, d=D_IN, t=T_OUT):
