@@ -104,3 +104,95 @@ def test_graph_helper_orders_and_excludes_self():
         neighbour_index_from_graph(np.ones((2, 3)))
     with pytest.raises(ValueError, match="`k` must be"):
         neighbour_index_from_graph(dense, k=0)
+
+
+# --------------------------------------------------------------------------- shipped model
+
+
+@pytest.fixture(scope="module")
+def model():
+    from captum_genomics.zoo.pbmc_attention import load_pbmc_attention_model
+
+    return load_pbmc_attention_model()
+
+
+@pytest.fixture(scope="module")
+def meta():
+    from captum_genomics.zoo.pbmc_attention import load_pbmc_attention_metadata
+
+    return load_pbmc_attention_metadata()
+
+
+def test_shipped_model_loads_eval_deterministic(model, meta, data):
+    from captum_genomics.zoo.pbmc_attention import NeighbourAttentionModel
+
+    assert isinstance(model, NeighbourAttentionModel) and not model.training
+    assert all(not m.training for m in model.modules())
+    assert isinstance(model.attention, torch.nn.MultiheadAttention)
+    assert model.attention.batch_first and model.attention.num_heads == 4
+    assert meta["type_names"] == data.type_names and meta["genes"] == data.gene_names
+    assert meta["split"]["test"] == data.split["test"].tolist()
+    nb, ct = data.neighbours[:50].clone(), data.cell_type[:50].clone()
+    with torch.no_grad():
+        a, b = model(nb, ct), model(nb, ct)
+    assert a.shape == (50, 765) and a.dtype == torch.float32
+    assert torch.equal(a, b)  # no dropout in eval
+    assert torch.equal(nb, data.neighbours[:50]) and torch.equal(ct, data.cell_type[:50])
+    # the query depends on the cell type: changing it changes the prediction
+    with torch.no_grad():
+        other = model(nb, (ct + 1) % 10)
+    assert not torch.allclose(a, other)
+    # neighbours are a set for attention: permuting them leaves the output unchanged
+    with torch.no_grad():
+        perm = model(nb[:, torch.randperm(9)], ct)
+    torch.testing.assert_close(perm, a, rtol=1e-5, atol=1e-5)
+
+
+def test_held_out_metrics_reproduced(model, meta, data):
+    te = torch.from_numpy(data.split["test"])
+    with torch.no_grad():
+        pred = model(data.neighbours[te], data.cell_type[te]).double().numpy()
+    obs = data.observed[te].double().numpy()
+    types = data.cell_type[te].numpy()
+    pooled, gene_means, by_type = [], [], {}
+    for t, name in enumerate(data.type_names):  # independent loop over types and genes
+        rows = np.flatnonzero(types == t)
+        if len(rows) < 2:
+            continue
+        num = den = 0.0
+        evs = []
+        for g in range(obs.shape[1]):
+            o, r = obs[rows, g], pred[rows, g] - obs[rows, g]
+            vo = np.mean((o - o.mean()) ** 2)
+            vr = np.mean((r - r.mean()) ** 2)
+            num, den = num + vr, den + vo
+            if vo > 0:
+                evs.append(1 - vr / vo)
+        by_type[name] = 1 - num / den
+        pooled.append(1 - num / den)
+        gene_means.append(np.mean(evs))
+    recorded = meta["metrics"]["test"]["model"]
+    assert recorded["ev_pooled"] == pytest.approx(np.mean(pooled), abs=1e-4)
+    assert recorded["ev_gene_mean"] == pytest.approx(np.mean(gene_means), abs=1e-4)
+    for name, ev in by_type.items():
+        assert recorded["ev_pooled_by_type"][name] == pytest.approx(ev, abs=1e-4)
+    assert recorded["mse"] == pytest.approx(np.mean((pred - obs) ** 2), abs=1e-4)
+    # the model beats the per-type mean (EV 0) on held-out cells
+    assert recorded["ev_pooled"] > 0.02
+    assert recorded["mse"] < meta["metrics"]["test"]["type_mean"]["mse"]
+
+
+def test_model_errors(model, data):
+    nb, ct = data.neighbours[:3], data.cell_type[:3]
+    with pytest.raises(ValueError, match="neighbours"):
+        model(nb[..., :10], ct)
+    with pytest.raises(ValueError, match="cell_type"):
+        model(nb, ct[:2])
+    with pytest.raises(ValueError, match=r"cell_type.*\[0, 10\)"):
+        model(nb, torch.tensor([0, 1, 10]))
+    with pytest.raises(TypeError, match="cell_type"):
+        model(nb, ct.float())
+    from captum_genomics.zoo.pbmc_attention import NeighbourAttentionModel
+
+    with pytest.raises(ValueError, match="n_heads"):
+        NeighbourAttentionModel(d_model=10, n_heads=4)
