@@ -100,7 +100,8 @@ def plot_ev_bars(result, ax=None, significance: str = "p_adj", show_full: bool =
     ax.set_title(title if title is not None else
                  f"{result.ablation}-one-head EV ({result.mode} ablation); "
                  f"* {star} p <= {result.alpha:g}", fontsize=9)
-    ax.legend(fontsize=7, frameon=False, ncol=min(n_heads + 1, 4))
+    ax.margins(y=0.12)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax.figure
 
 
