@@ -1,0 +1,46 @@
+"""Head adapters for attention modules, and batched head ablation.
+
+* :mod:`.adapters`: :class:`HeadAdapter` and the built-in adapters
+  (``torch.nn.MultiheadAttention``, modules with a head axis, out-projections
+  called as modules), :func:`per_head_outputs`.
+* :mod:`.registry`: :class:`HeadAdapterRegistry` (immutable, extensible with
+  ``with_adapter``), :func:`default_head_adapters`.
+* :mod:`.ablation`: :func:`ablated_forward`, all ablation variants of a model
+  as (variant, example) rows in a few batched passes.
+"""
+
+from .ablation import (
+    ABLATIONS,
+    DEFAULT_BATCH_ROWS,
+    MODES,
+    ablated_forward,
+    keep_masks,
+    reference_means,
+)
+from .adapters import (
+    HeadAdapter,
+    HeadAxisAdapter,
+    MultiheadAttentionAdapter,
+    OutputProjectionAdapter,
+    UnsupportedAttentionError,
+    per_head_outputs,
+)
+from .registry import AdapterFactory, HeadAdapterRegistry, default_head_adapters
+
+__all__ = [
+    "HeadAdapter",
+    "MultiheadAttentionAdapter",
+    "HeadAxisAdapter",
+    "OutputProjectionAdapter",
+    "UnsupportedAttentionError",
+    "per_head_outputs",
+    "AdapterFactory",
+    "HeadAdapterRegistry",
+    "default_head_adapters",
+    "ablated_forward",
+    "keep_masks",
+    "reference_means",
+    "MODES",
+    "ABLATIONS",
+    "DEFAULT_BATCH_ROWS",
+]
