@@ -49,6 +49,7 @@ __all__ = [
     "permutation_test",
     "default_n_permutations",
     "adjust_p_values",
+    "check_alpha",
     "HeadAblationResult",
     "TIE_RTOL",
 ]
