@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     from captum_genomics import __version__
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{deeplift,attribute,fastshap}")
+    sub = parser.add_subparsers(dest="command", metavar="{deeplift,attribute,fastshap,heads}")
 
     deeplift = sub.add_parser(
         "deeplift",
@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(attribute)
     _add_fastshap(sub)
+    _add_heads(sub)
     return parser
 
 
@@ -203,6 +204,137 @@ def _run_fastshap(args) -> dict:
     return run_fastshap_on_data(model, x.astype(np.float32), labels, list(genes), label_names,
                                 stratified_split(labels, seed=0), args.out,
                                 label=f"cells of {args.h5ad.name}", **common)
+
+
+def _alpha(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
+    return value
+
+
+def _add_heads(sub) -> None:
+    hd = sub.add_parser(
+        "heads",
+        help="head-ablation explained variance of an attention model (default: PBMCs, "
+             "shipped neighbour-attention model)",
+        description=(
+            "Keep one attention head (ablate the others), measure how much of each gene's "
+            "variance the prediction still explains within each cell type, test each (head, "
+            "cell type) with a permutation test and Benjamini-Hochberg correction. Prints the "
+            "head x cell-type EV table with adjusted p-values; writes ev_table.csv, "
+            "head_table.csv, summary.json, ev_bars.png, gene_head_heatmap.png. By default on "
+            "scanpy's pbmc68k_reduced with the shipped neighbour-attention model; with --h5ad, "
+            "on your AnnData (kNN graph in obsp) and your model (MODULE:FACTORY + --weights), "
+            "called as model(neighbours (N, k, genes), cell_type (N,)) -> (N, genes). Needs "
+            "captum-genomics[sc]."
+        ),
+    )
+    hd.add_argument("--out", type=Path, default=Path("captum_genomics_heads_out"),
+                    help="output folder (default: ./captum_genomics_heads_out/)")
+    hd.add_argument("--cells", choices=("all", "train", "validation", "test"), default="all",
+                    help="default job: which cells of the fixed split (default: all)")
+    hd.add_argument("--ablation", choices=("keep", "remove"), default="keep",
+                    help="keep one head and ablate the others (default), or remove one head")
+    hd.add_argument("--mode", choices=("zero", "mean"), default="zero",
+                    help="replace ablated heads by zero (default) or by their mean over the "
+                         "reference cells (train split; with --h5ad: all cells)")
+    hd.add_argument("--n-permutations", type=_positive_int, default=None,
+                    help="permutations per test (default: ceil(heads x groups / alpha))")
+    hd.add_argument("--alpha", type=_alpha, default=0.05,
+                    help="significance level after BH correction (default: 0.05)")
+    hd.add_argument("--random-state", type=int, default=0,
+                    help="seed of the permutations (default: 0)")
+    hd.add_argument("--batch-size", type=_positive_int, default=None,
+                    help="(variant, cell) rows per forward pass (default: library default)")
+    hd.add_argument("--top-k", type=_positive_int, default=10,
+                    help="genes per cell type in the heatmap (default: 10)")
+    hd.add_argument("--no-plot", action="store_true", help="do not write the PNGs")
+    hd.add_argument("--progress", action="store_true", help="show progress bars")
+    hd.add_argument("--h5ad", type=Path, default=None,
+                    help="your AnnData file, with a kNN graph in obsp (scanpy.pp.neighbors)")
+    hd.add_argument("--model", default=None, metavar="MODULE:FACTORY",
+                    help="with --h5ad: builds your model, "
+                         "(neighbours (N, k, genes), cell_type (N,)) -> (N, genes)")
+    hd.add_argument("--weights", type=Path, default=None, help="with --h5ad: state dict")
+    hd.add_argument("--attention", action="append", default=None, metavar="NAME",
+                    help="with --h5ad: dotted name of an attention module of your model "
+                         "(repeat for several; default: attention)")
+    hd.add_argument("--label-key", default=None,
+                    help="with --h5ad: obs column of the cell types (sorted names = the "
+                         "cell_type indices the model reads)")
+    hd.add_argument("--graph-key", default="distances",
+                    help="with --h5ad: obsp key of the kNN distance graph (default: distances)")
+    hd.add_argument("--k", type=_positive_int, default=None,
+                    help="with --h5ad: neighbours per cell (default: all of the graph's)")
+    hd.add_argument("--use-raw", action="store_true", help="with --h5ad: read adata.raw.X")
+    hd.add_argument("--layer", default=None, help="with --h5ad: read adata.layers[LAYER]")
+
+
+def _run_heads(args) -> dict:
+    common = dict(ablation=args.ablation, mode=args.mode, n_permutations=args.n_permutations,
+                  alpha=args.alpha, random_state=args.random_state, batch_size=args.batch_size,
+                  top_k=args.top_k, plot=not args.no_plot, progress=args.progress)
+    if args.h5ad is None:
+        if (args.model or args.weights or args.label_key or args.use_raw or args.layer
+                or args.attention or args.k or args.graph_key != "distances"):
+            raise CLIError("--model/--weights/--attention/--label-key/--graph-key/--k/"
+                           "--use-raw/--layer need --h5ad.")
+        from captum_genomics.workflows.head_ablation_pbmc import run_head_ablation_job
+
+        return run_head_ablation_job(args.out, cells=args.cells, **common)
+    if args.model is None or args.label_key is None:
+        raise CLIError("--h5ad needs --model MODULE:FACTORY and --label-key KEY.")
+    if args.cells != "all":
+        raise CLIError("--cells selects cells of the default PBMC job; with --h5ad every cell "
+                       "is used (subset your AnnData instead).")
+    import numpy as np
+
+    from captum_genomics.heads import UnsupportedAttentionError
+    from captum_genomics.neighbours import neighbour_inputs
+    from captum_genomics.workflows.head_ablation_pbmc import run_head_ablation_on_data
+
+    try:
+        import anndata
+    except ImportError:
+        raise CLIError('--h5ad needs anndata: pip install "captum-genomics[sc]".') from None
+    try:
+        adata = anndata.read_h5ad(args.h5ad)
+    except FileNotFoundError:
+        raise CLIError(f"--h5ad: no such file {os.fspath(args.h5ad)!r}.") from None
+    except Exception as err:
+        raise CLIError(f"--h5ad: cannot read {os.fspath(args.h5ad)!r}: {err}") from err
+    try:
+        data = neighbour_inputs(adata, k=args.k, label_key=args.label_key,
+                                use_raw=args.use_raw,
+                                layer=args.layer, graph_key=args.graph_key)
+    except ValueError as err:
+        raise CLIError(f"--h5ad: {err}") from err
+    model = load_model(args.model, args.weights)
+    with torch.no_grad():
+        try:
+            out = model(data.neighbours[:2], data.cell_type[:2])
+        except Exception as err:
+            raise CLIError(
+                f"--model: calling it as model(neighbours {tuple(data.neighbours[:2].shape)}, "
+                f"cell_type {tuple(data.cell_type[:2].shape)}) failed: "
+                f"{type(err).__name__}: {err}") from err
+    if tuple(out.shape) != (2, data.observed.shape[1]):
+        raise CLIError(f"--model returns shape {tuple(out.shape)} for 2 cells; expected "
+                       f"(2, {data.observed.shape[1]}) (one prediction per gene).")
+    inputs = (data.neighbours, data.cell_type)
+    names = np.asarray(data.type_names, dtype=object)[data.cell_type.numpy()]
+    try:
+        return run_head_ablation_on_data(
+            model, inputs, names, data.observed, args.out,
+            layers=args.attention or "attention", gene_names=data.gene_names,
+            reference_inputs=inputs if args.mode == "mean" else None,
+            label=f"cells of {args.h5ad.name}", **common)
+    except UnsupportedAttentionError as err:  # --attention names no attention module
+        raise CLIError(f"--attention: {err}") from err
 
 
 def _import_module(spec: str):
@@ -370,6 +502,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _run_attribute(args)
         elif args.command == "fastshap":
             _run_fastshap(args)
+        elif args.command == "heads":
+            _run_heads(args)
         else:
             from captum_genomics.workflows.deeplift_ctcf import run_ctcf_job
 
