@@ -518,3 +518,16 @@ def test_unbatched_call_inside_a_model_is_a_clear_error():
 
 def test_default_batch_rows_constant():
     assert DEFAULT_BATCH_ROWS == 4096
+
+
+def test_check_finite_fast_overflow_falls_back_to_the_full_check():
+    from captum_genomics.heads.ablation import check_finite_fast
+
+    big = torch.full((4,), 3e38, dtype=torch.float32)      # the sum overflows; all finite
+    check_finite_fast(big, "x")
+    bad = big.clone()
+    bad[2] = float("inf")
+    with pytest.raises(ValueError, match=r"`x` contains 1 non-finite value\(s\) \(Inf\)"):
+        check_finite_fast(bad, "x")
+    check_finite_fast(torch.zeros(0), "x")
+    check_finite_fast(torch.arange(3), "x")                  # integers: nothing to check

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._captum_compat import PerturbationAttribution, format_additional_forward_args, log_usage
-from .._checks import check_eval_mode, check_finite, check_positive_int
+from .._captum_compat import PerturbationAttribution, log_usage
+from .._checks import check_eval_mode, check_positive_int
 from ..heads import (
     ABLATIONS,
     MODES,
@@ -34,7 +34,7 @@ from ..heads import (
     default_head_adapters,
     keep_masks,
 )
-from ..heads.ablation import DEFAULT_BATCH_ROWS
+from ..heads.ablation import DEFAULT_BATCH_ROWS, _as_args, _as_inputs, check_finite_fast
 from ..summaries.explained_variance import (
     HeadAblationResult,
     adjust_p_values,
@@ -67,7 +67,7 @@ def _as_observed(observed: Any) -> Tensor:
         out = torch.from_numpy(np.array(arr, dtype=np.float64))
     if out.is_complex() or out.dtype == torch.bool:
         raise TypeError(f"`observed` must hold real numbers, got dtype {out.dtype}.")
-    check_finite(out, "observed")
+    check_finite_fast(out, "observed")
     return out
 
 
@@ -424,22 +424,13 @@ class HeadAblationExplainedVariance(PerturbationAttribution):
         check_positive_int(min_cells, "min_cells")
         batch_size = check_positive_int(
             DEFAULT_BATCH_ROWS if batch_size is None else batch_size, "batch_size")
-        inputs_t = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
-        if not inputs_t or not all(isinstance(x, Tensor) and x.dim() >= 1 for x in inputs_t):
-            raise TypeError("`inputs` must be a tensor or a tuple of tensors with a first "
-                            "(cell) axis.")
-        inputs_t = tuple(inputs_t)
+        inputs_t = _as_inputs(inputs, "inputs")          # checks finiteness once
         n = inputs_t[0].shape[0]
-        for i, x in enumerate(inputs_t):
-            label = "inputs" if len(inputs_t) == 1 else f"inputs[{i}]"
-            if x.shape[0] != n:
-                raise ValueError(f"`{label}` has {x.shape[0]} rows; `inputs[0]` has {n}.")
-            check_finite(x, label)
+        args = _as_args(additional_forward_args, n, "additional_forward_args")
         codes, names = self._groups(groups, n, group_names)
         obs = _as_observed(observed)
         variants = self._variants(heads)
         keep = keep_masks(self.n_heads, variants, ablation)
-        args = format_additional_forward_args(additional_forward_args)
         check_eval_mode(self.forward_func, "forward_func")
         for a in self.layer_adapters:
             a.check()
@@ -463,7 +454,8 @@ class HeadAblationExplainedVariance(PerturbationAttribution):
         preds = ablated_forward(self.forward_func, self.layer_adapters, keep, inputs_t, args,
                                 mode=mode, reference_inputs=reference_inputs,
                                 reference_forward_args=reference_forward_args,
-                                batch_size=batch_size, progress=progress)     # (V, N, G)
+                                batch_size=batch_size, progress=progress,
+                                validate_inputs=False)                        # (V, N, G)
         ev_gene, ev_head, n_cells = explained_variance(preds, obs, codes, n_groups, min_cells)
         full_ev_gene, full_ev_head, _ = explained_variance(full, obs, codes, n_groups, min_cells)
         tested = int((n_cells >= min_cells).sum())
