@@ -531,3 +531,22 @@ def test_check_finite_fast_overflow_falls_back_to_the_full_check():
         check_finite_fast(bad, "x")
     check_finite_fast(torch.zeros(0), "x")
     check_finite_fast(torch.arange(3), "x")                  # integers: nothing to check
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+def test_cuda_matches_cpu():
+    from captum_genomics.methods import HeadAblationExplainedVariance
+
+    model = NeighbourModel()
+    nb, ct = _neighbour_data(n=20)
+    obs = torch.randn(20, 6, dtype=DT)
+    cpu = HeadAblationExplainedVariance(model, "attention").attribute(
+        (nb, ct), ct, obs, mode="mean", reference_inputs=(nb, ct), n_permutations=30)
+    gpu_model = NeighbourModel().cuda()
+    gpu = HeadAblationExplainedVariance(gpu_model, "attention").attribute(
+        (nb.cuda(), ct.cuda()), ct, obs.cuda(), mode="mean", reference_inputs=(nb.cuda(),
+                                                                             ct.cuda()),
+        n_permutations=30)
+    assert (cpu.ev_gene - gpu.ev_gene.cpu()).abs().max() <= 1e-10
+    # same permutations; a count may differ only for a tie within rounding
+    assert (cpu.p_value - gpu.p_value.cpu()).abs().max() <= 1 / 31 + 1e-12
