@@ -209,7 +209,7 @@ def run_head_ablation_on_data(
             plot_ev_bars(result).savefig(out_dir / "ev_bars.png", dpi=110,
                                          bbox_inches="tight")
             _heatmap_grid(result, kept, top_k).savefig(out_dir / "gene_head_heatmap.png",
-                                                       dpi=90)
+                                                       dpi=80)
             files += ["ev_bars.png", "gene_head_heatmap.png"]
         except ImportError as err:
             lines.append(f"plots skipped: {err}")
