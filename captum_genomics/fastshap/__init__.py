@@ -7,6 +7,7 @@ The math lives in small modules, each tested against an exact computation:
 - :mod:`.exact`: exact Shapley values by enumerating ``2^d`` coalitions;
 - :mod:`.sampling`: Shapley-kernel and uniform-size coalition samplers;
 - :mod:`.normalization`: additive efficient normalization;
+- :mod:`.permutation`: permutation-sampling Shapley estimates (noisy training labels);
 - :mod:`.surrogate`: the masked surrogate and its training;
 - :mod:`.explainer`, :mod:`.training`: the explainer network and its training;
 - :mod:`.io`: saving and loading trained networks.
@@ -17,6 +18,7 @@ from .explainer import MLPExplainer, default_hidden_width, estimate_shapley
 from .games import BaselineGame, Game, MarginalGame, SurrogateGame
 from .io import load_module, save_module
 from .normalization import additive_efficient_normalization, efficiency_gap
+from .permutation import permutation_shapley_estimates
 from .players import Players, as_players
 from .sampling import (
     coalitions_of_sizes,
@@ -44,6 +46,7 @@ __all__ = [
     "sample_uniform_size_coalitions",
     "additive_efficient_normalization",
     "efficiency_gap",
+    "permutation_shapley_estimates",
     "MLPExplainer",
     "default_hidden_width",
     "estimate_shapley",

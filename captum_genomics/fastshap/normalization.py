@@ -12,9 +12,18 @@ same for every player and along the hyperplane's normal ``(1, ..., 1)``.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 __all__ = ["additive_efficient_normalization", "efficiency_gap"]
+
+
+def _check_active(phi: Tensor, active: Tensor | None) -> None:
+    if active is not None and (active.ndim != 2 or tuple(active.shape) != tuple(phi.shape[:2])):
+        raise ValueError(
+            f"`active` must have shape (B, d) = {tuple(phi.shape[:2])} to match `phi` "
+            f"{tuple(phi.shape)}, got {tuple(active.shape)}."
+        )
 
 
 def _check(phi: Tensor, grand: Tensor, null: Tensor) -> None:
@@ -58,13 +67,17 @@ def efficiency_gap(phi: Tensor, grand: Tensor, null: Tensor) -> Tensor:
     return gap.to(phi.dtype)
 
 
-def additive_efficient_normalization(phi: Tensor, grand: Tensor, null: Tensor) -> Tensor:
+def additive_efficient_normalization(phi: Tensor, grand: Tensor, null: Tensor,
+                                     active: Tensor | None = None) -> Tensor:
     """Project ``phi`` onto ``sum_i phi_i = v(1) - v(0)`` (additive efficient normalization).
 
     Returns ``phi + (v(1) - v(0) - phi.sum(1)) / d``, the closest point in
     Euclidean norm (per example and output) that satisfies efficiency exactly.
-    Differentiable in ``phi``; gradients also flow into ``grand`` and ``null``
-    if they require them.
+    With ``active``, players outside it are set to exactly 0 (they are null
+    players, whose Shapley value is 0) and the gap is spread over the ``d_a``
+    active players only: the projection onto the efficiency hyperplane within
+    the subspace where the null players are 0. Differentiable in ``phi``;
+    gradients also flow into ``grand`` and ``null`` if they require them.
 
     Parameters
     ----------
@@ -75,6 +88,10 @@ def additive_efficient_normalization(phi: Tensor, grand: Tensor, null: Tensor) -
         ``shape=(B, T)``: ``v(x, 1)``.
     null
         ``shape=(B, T)``: ``v(x, 0)``.
+    active
+        Optional ``shape=(B, d)`` bool: the players that may be non-null.
+        Default None: all. A row with no active player gets ``phi = 0``
+        (for a game whose every player is null, ``v(1) = v(0)``).
 
     Returns
     -------
@@ -89,7 +106,14 @@ def additive_efficient_normalization(phi: Tensor, grand: Tensor, null: Tensor) -
         If the shapes do not match.
     """
     _check(phi, grand, null)
+    _check_active(phi, active)
     d = phi.shape[1]
     wide = phi.double()
+    if active is None:
+        gap = (grand.double() - null.double()) - wide.sum(dim=1)
+        return (wide + gap.unsqueeze(1) / d).to(phi.dtype)
+    keep = active.to(device=phi.device, dtype=torch.float64).unsqueeze(-1)  # (B, d, 1)
+    wide = wide * keep
+    n_active = keep.sum(dim=1).clamp_min(1.0)  # (B, 1)
     gap = (grand.double() - null.double()) - wide.sum(dim=1)
-    return (wide + gap.unsqueeze(1) / d).to(phi.dtype)
+    return (wide + keep * (gap / n_active).unsqueeze(1)).to(phi.dtype)

@@ -375,6 +375,14 @@ class FastSHAP(PerturbationAttribution):
         correctly); :meth:`fit`, :meth:`fit_explainer` and :meth:`load` set
         it. Pass True for an explainer trained or loaded by other means.
         Default False.
+    mask_null_players : bool
+        Where the game knows which players are null for an example (the
+        baseline game: players whose features all equal the baseline, e.g.
+        unexpressed genes with baseline 0), return exactly 0 for them and
+        spread the efficiency gap over the other players only, matching how
+        :func:`~captum_genomics.fastshap.training.train_explainer` trains by
+        default. Exact by the null-player axiom. Default True; set it to the
+        value the explainer was trained with.
 
     Attributes
     ----------
@@ -403,7 +411,7 @@ class FastSHAP(PerturbationAttribution):
 
     def __init__(self, model: Callable, explainer: nn.Module, game: Game | None = None,
                  players: Any = None, link: str | None = None, baseline: float | Tensor = 0.0,
-                 trained: bool = False) -> None:
+                 trained: bool = False, mask_null_players: bool = True) -> None:
         super().__init__(model)
         if not isinstance(explainer, nn.Module) or not all(
                 isinstance(getattr(explainer, a, None), int)
@@ -443,6 +451,7 @@ class FastSHAP(PerturbationAttribution):
         self.baseline = self.model_game.baseline
         self.game = self.model_game if game is None else game
         self.trained = bool(trained)
+        self.mask_null_players = bool(mask_null_players)
         self.history: dict[str, dict] = {}
 
     # ------------------------------------------------------------------ properties
@@ -517,7 +526,10 @@ class FastSHAP(PerturbationAttribution):
         explainer_kwargs : dict, optional
             Extra arguments of
             :class:`~captum_genomics.fastshap.explainer.MLPExplainer`
-            (``hidden_width``, ``n_hidden_layers``, ``activation``...).
+            (``hidden_width``, ``n_hidden_layers``, ``activation``,
+            ``scale_by_input``...). Unless given, ``scale_by_input`` is True
+            (with the game's baseline) for a baseline game with one player per
+            feature, and False otherwise.
         train_kwargs : dict, optional
             Extra arguments of
             :func:`~captum_genomics.fastshap.training.train_explainer`
@@ -595,8 +607,15 @@ class FastSHAP(PerturbationAttribution):
                 **{"seed": seed, "progress_bar": progress_bar, **(surrogate_train_kwargs or {})})
             the_game = SurrogateGame(sur, link=link)
 
-        explainer = MLPExplainer(xtr[0].numel(), players.n_players, n_out,
-                                 **{"seed": seed, **(explainer_kwargs or {})})
+        ekw = {"seed": seed, **(explainer_kwargs or {})}
+        if "scale_by_input" not in ekw:
+            # Gradient x input parametrization for the baseline game over single features.
+            base_game = the_game is None or isinstance(the_game, BaselineGame)
+            ekw["scale_by_input"] = base_game and players.n_players == xtr[0].numel()
+            if ekw["scale_by_input"] and "baseline" not in ekw:
+                ekw["baseline"] = (torch.as_tensor(baseline) if the_game is None
+                                   else the_game.baseline).detach().cpu()
+        explainer = MLPExplainer(xtr[0].numel(), players.n_players, n_out, **ekw)
         explainer = explainer.to(device=device, dtype=dtype)
         fs = cls(model, explainer, game=the_game, players=players,
                  link=link if the_game is None else None, baseline=baseline)
@@ -636,8 +655,10 @@ class FastSHAP(PerturbationAttribution):
                     f"but the explainer expects {self.n_features}."
                 )
             data.append(rows.rows(0, rows.n, dtype).to(device))
+        train_kwargs.setdefault("mask_null_players", self.mask_null_players)
         history = train_explainer(self.explainer, self.game, data[0], data[1], self.players,
                                   **train_kwargs)
+        self.mask_null_players = bool(train_kwargs["mask_null_players"])
         self.history["explainer"] = history
         self.trained = True
         return history
@@ -864,8 +885,12 @@ class FastSHAP(PerturbationAttribution):
                     f"the game returns {grand.shape[1]} output(s) but the explainer predicts {t}; "
                     "was the explainer trained on this model?"
                 )
+            active = None
+            if self.mask_null_players:
+                nulls = self.game.null_players(x_game)
+                active = None if nulls is None else ~nulls.to(raw.device)
             phi = additive_efficient_normalization(raw, grand.to(raw.device),
-                                                   null.to(raw.device))
+                                                   null.to(raw.device), active)
             phis.append(phi)
             if with_delta:
                 if self.game is self.model_game:
@@ -995,7 +1020,8 @@ class FastSHAP(PerturbationAttribution):
             )
         blob["config"] = {"game": kind, "link": self.link, "game_link": game.link,
                           "game_batch_size": game.batch_size, "trained": self.trained,
-                          "players": self.players.to_config(), "history": self.history}
+                          "players": self.players.to_config(), "history": self.history,
+                          "mask_null_players": self.mask_null_players}
         torch.save(blob, path)
 
     @classmethod
@@ -1055,7 +1081,8 @@ class FastSHAP(PerturbationAttribution):
         else:
             raise ValueError(f"{where!r} names an unknown game {kind!r}.")
         fs = cls(model, explainer, game=game, players=players, link=config["link"],
-                 baseline=blob["baseline"], trained=bool(config["trained"]))
+                 baseline=blob["baseline"], trained=bool(config["trained"]),
+                 mask_null_players=bool(config.get("mask_null_players", False)))
         fs.history = dict(config.get("history") or {})
         return fs
 
