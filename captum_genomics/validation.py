@@ -711,7 +711,8 @@ def check_model_unchanged(
         A Captum-style attribution object; its ``forward_func`` is the model.
     inputs : Tensor ``(N, A, L)`` or tuple of ``(N, *shape_j)``
     references : Tensor ``(N, K, A, L)``, tuple, or a generator spec
-        Default None.
+        Passed as ``references=`` when not None; methods without references
+        (e.g. :class:`~captum_genomics.FastSHAP`) take None. Default None.
     repeats : int
         Calls to make. Default 2.
     expect_error : exception type(s), optional
@@ -738,8 +739,10 @@ def check_model_unchanged(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                results.append(explainer.attribute(inputs, references=references,
-                                                   **attribute_kwargs))
+                kwargs = dict(attribute_kwargs)
+                if references is not None:
+                    kwargs["references"] = references
+                results.append(explainer.attribute(inputs, **kwargs))
         except Exception as error:  # noqa: BLE001 - the check reports, never raises
             raised.append(error)
     after = _snapshot(model, tensors)
