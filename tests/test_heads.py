@@ -516,8 +516,16 @@ def test_unbatched_call_inside_a_model_is_a_clear_error():
     assert not model.attn._forward_hooks_with_kwargs
 
 
-def test_default_batch_rows_constant():
-    assert DEFAULT_BATCH_ROWS == 4096
+def test_default_batch_size_bounds_the_gathered_bytes():
+    from captum_genomics.heads import DEFAULT_CHUNK_BYTES, default_batch_size
+
+    assert DEFAULT_BATCH_ROWS == 4096 and DEFAULT_CHUNK_BYTES == 8 * 2**20
+    big = torch.zeros(10, 9, 765)                   # 27540 bytes per row
+    assert default_batch_size([big, torch.zeros(10, dtype=torch.long)]) == (
+        DEFAULT_CHUNK_BYTES // (27540 + 8))
+    assert default_batch_size([torch.zeros(10, 3)]) == DEFAULT_BATCH_ROWS
+    assert default_batch_size([torch.zeros(2, 10**7)]) == 1
+    assert default_batch_size([torch.zeros(10, 3)], ("x", torch.zeros(10, 2**19))) == 3
 
 
 def test_check_finite_fast_overflow_falls_back_to_the_full_check():

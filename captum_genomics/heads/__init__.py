@@ -12,8 +12,10 @@
 from .ablation import (
     ABLATIONS,
     DEFAULT_BATCH_ROWS,
+    DEFAULT_CHUNK_BYTES,
     MODES,
     ablated_forward,
+    default_batch_size,
     keep_masks,
     reference_means,
 )
@@ -43,4 +45,6 @@ __all__ = [
     "MODES",
     "ABLATIONS",
     "DEFAULT_BATCH_ROWS",
+    "DEFAULT_CHUNK_BYTES",
+    "default_batch_size",
 ]

@@ -31,6 +31,8 @@ __all__ = [
     "MODES",
     "ABLATIONS",
     "DEFAULT_BATCH_ROWS",
+    "DEFAULT_CHUNK_BYTES",
+    "default_batch_size",
     "check_finite_fast",
 ]
 
@@ -41,7 +43,35 @@ ABLATIONS = ("keep", "remove")
 """Variant kinds: keep one head (ablate the layer's others), or remove one head."""
 
 DEFAULT_BATCH_ROWS = 4096
-"""Rows, (variant, example) pairs, per batched pass when ``batch_size`` is None."""
+"""The most rows, (variant, example) pairs, per batched pass when ``batch_size`` is None."""
+
+DEFAULT_CHUNK_BYTES = 8 * 2**20
+"""Input bytes per batched pass when ``batch_size`` is None (see :func:`default_batch_size`)."""
+
+
+def default_batch_size(inputs: Sequence[Tensor], args: Sequence[Any] = ()) -> int:
+    """Rows per pass: about :data:`DEFAULT_CHUNK_BYTES` of gathered inputs, at most 4096.
+
+    Each pass gathers its rows of the inputs into fresh tensors; on CPU a
+    large fresh allocation costs more in page faults than the copy itself
+    (measured: gathering 2800 rows of a ``(700, 9, 765)`` float32 input, 77 MB,
+    takes 30x as long as 700 rows), so passes over ~8 MB of inputs are faster
+    than one huge pass, and memory stays bounded.
+
+    Parameters
+    ----------
+    inputs : sequence of Tensor ``(N, ...)``
+    args : sequence
+        Extra forward arguments; tensors count like inputs.
+
+    Returns
+    -------
+    int
+        ``clip(DEFAULT_CHUNK_BYTES // bytes_per_row, 1, DEFAULT_BATCH_ROWS)``.
+    """
+    row = sum(t[0].numel() * t.element_size() for t in (*inputs, *args)
+              if isinstance(t, Tensor) and t.dim() >= 1 and t.shape[0] > 0)
+    return int(max(1, min(DEFAULT_BATCH_ROWS, DEFAULT_CHUNK_BYTES // max(row, 1))))
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -220,7 +250,7 @@ def reference_means(model: Any, adapters: Sequence[HeadAdapter], reference_input
     reference_forward_args : optional
         Extra arguments; tensors have one row per reference (first axis R).
     batch_size : int, optional
-        Reference rows per pass. Default :data:`DEFAULT_BATCH_ROWS`.
+        Reference rows per pass. Default :func:`default_batch_size`.
 
     Returns
     -------
@@ -239,8 +269,8 @@ def reference_means(model: Any, adapters: Sequence[HeadAdapter], reference_input
     refs = _as_inputs(reference_inputs, "reference_inputs")
     r = refs[0].shape[0]
     args = _as_args(reference_forward_args, r, "reference_forward_args")
-    batch_size = check_positive_int(DEFAULT_BATCH_ROWS if batch_size is None else batch_size,
-                                    "batch_size")
+    batch_size = check_positive_int(
+        default_batch_size(refs, args) if batch_size is None else batch_size, "batch_size")
     _check_ready(model, adapters)
     sums: list[Tensor | None] = [None] * len(adapters)
     counts = [0] * len(adapters)
@@ -321,9 +351,9 @@ def ablated_forward(model: Any, adapters: Sequence[HeadAdapter], keep: Sequence[
     reference_forward_args : optional
         Extra arguments for the reference pass (tensors with first axis R).
     batch_size : int, optional
-        Rows per model call. Default :data:`DEFAULT_BATCH_ROWS` (4096), i.e.
-        all ``V * N`` rows in chunks of 4096. Results do not depend on it
-        beyond float rounding of the model's own batched kernels.
+        Rows per model call. Default None: :func:`default_batch_size`, about
+        8 MB of gathered inputs per call and at most 4096 rows. Results do not
+        depend on it beyond float rounding of the model's own batched kernels.
     progress : bool
         Show a tqdm bar over the chunks. Default False.
     validate_inputs : bool, keyword-only
@@ -353,8 +383,8 @@ def ablated_forward(model: Any, adapters: Sequence[HeadAdapter], keep: Sequence[
     x = _as_inputs(inputs, "inputs", validate_inputs)
     n = x[0].shape[0]
     args = _as_args(additional_forward_args, n, "additional_forward_args", validate_inputs)
-    batch_size = check_positive_int(DEFAULT_BATCH_ROWS if batch_size is None else batch_size,
-                                    "batch_size")
+    batch_size = check_positive_int(
+        default_batch_size(x, args) if batch_size is None else batch_size, "batch_size")
     if mode == "mean" and reference_inputs is None:
         raise ValueError(
             "`mode='mean'` replaces ablated heads by their mean over a reference set: pass "

@@ -34,7 +34,7 @@ from ..heads import (
     default_head_adapters,
     keep_masks,
 )
-from ..heads.ablation import DEFAULT_BATCH_ROWS, _as_args, _as_inputs, check_finite_fast
+from ..heads.ablation import _as_args, _as_inputs, check_finite_fast, default_batch_size
 from ..summaries.explained_variance import (
     HeadAblationResult,
     adjust_p_values,
@@ -374,7 +374,9 @@ class HeadAblationExplainedVariance(PerturbationAttribution):
             Seed of the permutations; the same seed gives bit-identical
             results. Default 0.
         batch_size : int, optional
-            Rows, (variant, cell) pairs, per model call. Default 4096.
+            Rows, (variant, cell) pairs, per model call. Default None:
+            :func:`~captum_genomics.heads.default_batch_size` (about 8 MB of
+            inputs per call, at most 4096 rows).
         group_names : sequence, optional
             With integer ``groups``: the name of each code (``groups`` index
             into it; the order is kept). Default None.
@@ -422,11 +424,12 @@ class HeadAblationExplainedVariance(PerturbationAttribution):
         if n_permutations is not None:
             check_positive_int(n_permutations, "n_permutations")
         check_positive_int(min_cells, "min_cells")
-        batch_size = check_positive_int(
-            DEFAULT_BATCH_ROWS if batch_size is None else batch_size, "batch_size")
+        if batch_size is not None:
+            check_positive_int(batch_size, "batch_size")
         inputs_t = _as_inputs(inputs, "inputs")          # checks finiteness once
         n = inputs_t[0].shape[0]
         args = _as_args(additional_forward_args, n, "additional_forward_args")
+        rows = default_batch_size(inputs_t, args) if batch_size is None else batch_size
         codes, names = self._groups(groups, n, group_names)
         obs = _as_observed(observed)
         variants = self._variants(heads)
@@ -435,7 +438,7 @@ class HeadAblationExplainedVariance(PerturbationAttribution):
         for a in self.layer_adapters:
             a.check()
 
-        full = self._forward(inputs_t, args, batch_size)
+        full = self._forward(inputs_t, args, rows)
         if full.dim() == 1:
             full = full.unsqueeze(-1)
         if obs.dim() == 1:
@@ -454,7 +457,7 @@ class HeadAblationExplainedVariance(PerturbationAttribution):
         preds = ablated_forward(self.forward_func, self.layer_adapters, keep, inputs_t, args,
                                 mode=mode, reference_inputs=reference_inputs,
                                 reference_forward_args=reference_forward_args,
-                                batch_size=batch_size, progress=progress,
+                                batch_size=rows, progress=progress,
                                 validate_inputs=False)                        # (V, N, G)
         ev_gene, ev_head, n_cells = explained_variance(preds, obs, codes, n_groups, min_cells)
         full_ev_gene, full_ev_head, _ = explained_variance(full, obs, codes, n_groups, min_cells)
@@ -477,5 +480,5 @@ class HeadAblationExplainedVariance(PerturbationAttribution):
             n_permutations=int(n_permutations), alpha=alpha,
             extra={"min_cells": min_cells, "random_state": random_state,
                    "layers": list(self.layer_names), "n_heads": list(self.n_heads),
-                   "batch_size": batch_size},
+                   "batch_size": rows},
         )
