@@ -145,20 +145,24 @@ def compare(result, loop) -> dict:
     return out
 
 
-def _time(fn, repeats: int) -> list:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
+def _time_interleaved(fns, repeats) -> list:
+    """Time ``fns[i]`` ``repeats[i]`` times, interleaving the calls so that every
+    function sees the same machine load (on a shared machine load drifts)."""
+    times = [[] for _ in fns]
+    for r in range(max(repeats)):
+        for i, fn in enumerate(fns):
+            if r < repeats[i]:
+                t0 = time.perf_counter()
+                fn()
+                times[i].append(time.perf_counter() - t0)
     return times
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of ours (default 5)")
-    parser.add_argument("--loop-repeats", type=int, default=2,
-                        help="timed runs of the loop (default 2)")
+    parser.add_argument("--loop-repeats", type=int, default=3,
+                        help="timed runs of the loop, interleaved with ours (default 3)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
@@ -168,8 +172,10 @@ def main(argv=None) -> dict:
     result = run_ours(model, nb, ct, obs, names, n_perm)  # warm-up + the values compared
     loop = run_loop(model, nb, ct, obs, names, n_perm)
     agreement = compare(result, loop)
-    t_ours = _time(lambda: run_ours(model, nb, ct, obs, names, n_perm), args.repeats)
-    t_loop = _time(lambda: run_loop(model, nb, ct, obs, names, n_perm), args.loop_repeats)
+    t_ours, t_loop = _time_interleaved(
+        [lambda: run_ours(model, nb, ct, obs, names, n_perm),
+         lambda: run_loop(model, nb, ct, obs, names, n_perm)],
+        [args.repeats, args.loop_repeats])
     med_ours, med_loop = statistics.median(t_ours), statistics.median(t_loop)
     p_ours, p_loop = result.p_value.numpy(), loop["p_value"]
     report = {
@@ -184,7 +190,8 @@ def main(argv=None) -> dict:
         "speedup": round(med_loop / med_ours, 1),
         "agreement": agreement,
         "p_value_max_abs_diff_different_permutations": float(np.nanmax(np.abs(p_ours - p_loop))),
-        "threads": args.threads, "torch": torch.__version__,
+        "threads": args.threads, "load_average": [round(x, 2) for x in os.getloadavg()],
+        "torch": torch.__version__,
         "python": platform.python_version(), "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
     }
