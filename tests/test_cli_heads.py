@@ -101,7 +101,9 @@ def test_user_h5ad_model(tmp_path, capsys):
     rows = np.repeat(np.arange(len(keep)), 4)
     adata = anndata.AnnData(X=x)
     adata.var_names = data.genes
-    adata.obs["celltype"] = np.array(data.label_names)[data.labels[keep]]
+    celltype = np.array(data.label_names, dtype=object)[data.labels[keep]]
+    celltype[7] = "Z singleton"  # a group of one cell: reported and skipped
+    adata.obs["celltype"] = celltype.astype(str)
     adata.obsp["distances"] = scipy.sparse.csr_matrix(
         (dist[rows, knn.ravel()] + 1e-3, (rows, knn.ravel())), shape=(len(keep), len(keep)))
     adata.write_h5ad(tmp_path / "cells.h5ad")
@@ -119,11 +121,26 @@ def test_user_h5ad_model(tmp_path, capsys):
                  "--n-permutations", "20", "--out", str(out), "--no-plot"]) == 0
     report = capsys.readouterr().out
     assert "cells of cells.h5ad" in report and "remove-one-head" in report
+    assert "skipped (fewer than 2 cells): Z singleton" in report
     table = pd.read_csv(out / "head_table.csv")
-    assert sorted(set(table["head"])) == [0, 1]
+    assert sorted(set(table["head"])) == [0, 1] and "Z singleton" not in set(table["group"])
     assert not (out / "ev_bars.png").exists()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["mode"] == "mean" and summary["n_cells"] == len(keep)
+    assert summary["skipped_groups"] == ["Z singleton"]
+
+
+def test_held_out_cells_and_bad_cells(tmp_path):
+    from captum_genomics.pbmc import load_pbmc68k
+    from captum_genomics.workflows.head_ablation_pbmc import run_head_ablation_job
+
+    summary = run_head_ablation_job(tmp_path, cells="test", n_permutations=10, plot=False,
+                                    verbose=False)
+    test = load_pbmc68k().split["test"]
+    assert summary["n_cells"] == len(test) == 142
+    assert summary["result"].n_permutations == 10
+    with pytest.raises(ValueError, match="`cells` must be one of"):
+        run_head_ablation_job(tmp_path, cells="heldout")
 
 
 def test_errors(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""Outputs of docs/head_ablation.md: the real model's head table, plots, and your-own-model adapters.
+"""Outputs of docs/head_ablation.md: the real model's head table, plots, your-own-model adapters.
 
     python docs/scripts/head_ablation_tutorial.py [--img docs/img/head_ablation]
 
