@@ -187,3 +187,16 @@ def test_fastshap_zero_genes_get_exact_zero_and_flag_survives_save(tmp_path):
     # turned off: zero genes get the spread-out gap instead
     off = FastSHAP(net, fs.explainer, link="softmax", trained=True, mask_null_players=False)
     assert off.attribute(xva, target=1)[xva == 0].abs().max() > 0
+
+
+def test_explainer_selected_outputs_equal_full_output():
+    ex = MLPExplainer(6, 6, 4, seed=0, zero_init_output=False, scale_by_input=True).to(DT)
+    x = torch.randn(9, 6, dtype=DT)
+    full = ex(x)
+    per = torch.tensor([0, 3, 3, 1, 2, 0, 1, 3, 2])
+    torch.testing.assert_close(ex(x, outputs=per)[..., 0], full[torch.arange(9), :, per])
+    torch.testing.assert_close(ex(x, outputs=torch.full((9,), 2))[..., 0], full[..., 2])
+    with pytest.raises(ValueError, match=r"`outputs` must have shape \(B,\) = \(9,\)"):
+        ex(x, outputs=torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"`outputs` must hold values in 0..3"):
+        ex(x, outputs=torch.full((9,), 4))

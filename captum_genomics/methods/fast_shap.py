@@ -812,7 +812,12 @@ class FastSHAP(PerturbationAttribution):
             specs = [_target_spec(target, n, t, "target")]
         step = n if batch_size is None else check_positive_int(batch_size, "batch_size")
 
-        phi, delta = self._player_values(rows, step, return_convergence_delta)
+        selected = None
+        if targets is None and isinstance(self.explainer, MLPExplainer):
+            # One `target`: the explainer computes only that output (equal to the
+            # corresponding `targets=` entry up to float rounding).
+            selected, specs = specs[0], [0]
+        phi, delta = self._player_values(rows, step, return_convergence_delta, selected)
         if rows.is_tensor:
             out_dtype = inputs.dtype if inputs.is_floating_point() else phi.dtype
             out_device = inputs.device
@@ -860,9 +865,13 @@ class FastSHAP(PerturbationAttribution):
         fallback = x.dtype if x.is_floating_point() else torch.get_default_dtype()
         return x.to(device=_device_of(net, x.device), dtype=_dtype_of(net, fallback))
 
-    def _player_values(self, rows: _Rows, step: int,
-                       with_delta: bool) -> tuple[Tensor, Tensor | None]:
-        """Normalized player values ``(N, d, T)`` and deltas ``(N, T)`` (or None)."""
+    def _player_values(self, rows: _Rows, step: int, with_delta: bool,
+                       selected: int | Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Normalized player values ``(N, d, T)`` and deltas ``(N, T)`` (or None).
+
+        With ``selected`` (an output index or one per example, ``(N,)``), only
+        that output: ``(N, d, 1)`` and ``(N, 1)``.
+        """
         exp_device = _device_of(self.explainer, torch.device("cpu"))
         exp_dtype = _dtype_of(self.explainer, torch.get_default_dtype())
         d, t = self.n_players, self.n_outputs
@@ -871,9 +880,15 @@ class FastSHAP(PerturbationAttribution):
             hi = min(lo + step, rows.n)
             x = rows.rows(lo, hi, rows.native_dtype(exp_dtype))
             x_exp = x.to(device=exp_device, dtype=exp_dtype)
+            idx = None
+            if selected is not None:
+                idx = (torch.full((hi - lo,), selected, dtype=torch.long)
+                       if isinstance(selected, int) else selected[lo:hi])
             with torch.no_grad():
-                raw = self.explainer(x_exp)
-            if not isinstance(raw, Tensor) or tuple(raw.shape) != (hi - lo, d, t):
+                raw = (self.explainer(x_exp) if idx is None
+                       else self.explainer(x_exp, outputs=idx.to(exp_device)))
+            t_raw = t if idx is None else 1
+            if not isinstance(raw, Tensor) or tuple(raw.shape) != (hi - lo, d, t_raw):
                 shape = tuple(raw.shape) if isinstance(raw, Tensor) else type(raw).__name__
                 raise ValueError(
                     f"`explainer` must return shape (B, d, T) = {(hi - lo, d, t)}, got {shape}."
@@ -885,6 +900,9 @@ class FastSHAP(PerturbationAttribution):
                     f"the game returns {grand.shape[1]} output(s) but the explainer predicts {t}; "
                     "was the explainer trained on this model?"
                 )
+            if idx is not None:
+                col = idx.to(grand.device).unsqueeze(1)
+                grand, null = grand.gather(1, col), null.gather(1, col)
             active = None
             if self.mask_null_players:
                 nulls = self.game.null_players(x_game)
@@ -903,6 +921,9 @@ class FastSHAP(PerturbationAttribution):
                             f"`model` returns {m_grand.shape[1]} output(s) but the explainer "
                             f"predicts {t}."
                         )
+                    if idx is not None:
+                        col = idx.to(m_grand.device).unsqueeze(1)
+                        m_grand, m_null = m_grand.gather(1, col), m_null.gather(1, col)
                 diff = (m_grand.double() - m_null.double()).to(phi.device)
                 deltas.append(phi.double().sum(1) - diff)
         phi = torch.cat(phis, dim=0)
