@@ -15,15 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._figures import figure_class
+
 __all__ = ["plot_ev_bars", "plot_gene_head_heatmap"]
-
-
-def _figure_class():
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError('Plotting needs matplotlib: pip install "captum-genomics[plot]".') from err
-    return Figure
 
 
 def _np(x) -> np.ndarray:
@@ -75,7 +69,7 @@ def plot_ev_bars(result, ax=None, significance: str = "p_adj", show_full: bool =
     p = _np(getattr(result, significance))[:, kept]
     labels = result.head_labels()
     if ax is None:
-        ax = _figure_class()(figsize=(max(4.0, 0.35 * n_heads * len(kept) + 1.5), 3.2)
+        ax = figure_class()(figsize=(max(4.0, 0.35 * n_heads * len(kept) + 1.5), 3.2)
                              ).add_subplot()
     width = 0.8 / n_heads
     x = np.arange(len(kept), dtype=float)
@@ -146,7 +140,7 @@ def plot_gene_head_heatmap(result, group, k: int = 10, ax=None, title: str | Non
     lim = float(np.abs(finite).max()) if finite.size else 1.0
     lim = lim if lim > 0 else 1.0
     if ax is None:
-        ax = _figure_class()(figsize=(0.5 * len(result.heads) + 2.5, 0.3 * len(genes) + 1.5)
+        ax = figure_class()(figsize=(0.5 * len(result.heads) + 2.5, 0.3 * len(genes) + 1.5)
                              ).add_subplot()
     import matplotlib
 

@@ -13,15 +13,9 @@ from typing import Sequence
 
 import numpy as np
 
+from ._figures import figure_class
+
 __all__ = ["plot_top_genes", "plot_top_genes_grid", "plot_stacked_contributions"]
-
-
-def _figure_class():
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError('Plotting needs matplotlib: pip install "captum-genomics[plot]".') from err
-    return Figure
 
 
 def _class_rows(table, cls: str):
@@ -59,7 +53,7 @@ def plot_top_genes(table, cls: str, k: int = 10, ax=None, markers: Sequence[str]
     """
     top = _class_rows(table, cls).head(k)
     if ax is None:
-        ax = _figure_class()(figsize=(4.0, 0.3 * len(top) + 1.0)).add_subplot()
+        ax = figure_class()(figsize=(4.0, 0.3 * len(top) + 1.0)).add_subplot()
     y = np.arange(len(top))[::-1]
     mean = top["mean"].to_numpy()
     err = np.vstack([mean - top["ci_low"].to_numpy(), top["ci_high"].to_numpy() - mean])
@@ -102,7 +96,7 @@ def plot_top_genes_grid(table, k: int = 8, classes: Sequence[str] | None = None,
     classes = list(table["class"].unique()) if classes is None else list(classes)
     ncols = max(1, min(ncols, len(classes)))
     nrows = -(-len(classes) // ncols)
-    fig = _figure_class()(figsize=(3.2 * ncols, (0.28 * k + 1.0) * nrows), layout="constrained")
+    fig = figure_class()(figsize=(3.2 * ncols, (0.28 * k + 1.0) * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax, cls in zip(axes.flat, classes):
         plot_top_genes(table, cls, k, ax=ax, markers=(markers or {}).get(cls, ()))
@@ -145,7 +139,7 @@ def plot_stacked_contributions(table, k: int = 3, classes: Sequence[str] | None 
                 genes.append(g)
     wide = table.pivot(index="class", columns="gene", values="mean").loc[classes, genes]
     if ax is None:
-        ax = _figure_class()(figsize=(1.0 + 0.6 * len(classes) + 2.0, 4.5),
+        ax = figure_class()(figsize=(1.0 + 0.6 * len(classes) + 2.0, 4.5),
                              layout="constrained").add_subplot()
     try:
         from matplotlib import colormaps

@@ -528,17 +528,17 @@ def test_default_batch_size_bounds_the_gathered_bytes():
     assert default_batch_size([torch.zeros(10, 3)], ("x", torch.zeros(10, 2**19))) == 3
 
 
-def test_check_finite_fast_overflow_falls_back_to_the_full_check():
-    from captum_genomics.heads.ablation import check_finite_fast
+def test_check_finite_overflow_falls_back_to_the_full_check():
+    from captum_genomics._checks import check_finite
 
     big = torch.full((4,), 3e38, dtype=torch.float32)      # the sum overflows; all finite
-    check_finite_fast(big, "x")
+    check_finite(big, "x")
     bad = big.clone()
     bad[2] = float("inf")
     with pytest.raises(ValueError, match=r"`x` contains 1 non-finite value\(s\) \(Inf\)"):
-        check_finite_fast(bad, "x")
-    check_finite_fast(torch.zeros(0), "x")
-    check_finite_fast(torch.arange(3), "x")                  # integers: nothing to check
+        check_finite(bad, "x")
+    check_finite(torch.zeros(0), "x")
+    check_finite(torch.arange(3), "x")                  # integers: nothing to check
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")

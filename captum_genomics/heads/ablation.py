@@ -33,7 +33,6 @@ __all__ = [
     "DEFAULT_BATCH_ROWS",
     "DEFAULT_CHUNK_BYTES",
     "default_batch_size",
-    "check_finite_fast",
 ]
 
 MODES = ("zero", "mean")
@@ -75,19 +74,6 @@ def default_batch_size(inputs: Sequence[Tensor], args: Sequence[Any] = ()) -> in
 
 
 # ----------------------------------------------------------------------------- arguments
-def check_finite_fast(x: Tensor, name: str) -> None:
-    """:func:`~captum_genomics._checks.check_finite`, with a one-reduction fast path.
-
-    NaN and Inf always make the sum non-finite, so a finite sum proves every
-    entry finite (one read of ``x``, no boolean temporary); only a non-finite
-    sum (bad entries, or float overflow) runs the full check and its message.
-    """
-    if (x.is_floating_point() or x.is_complex()) and x.numel():
-        if bool(torch.isfinite(x.sum())):
-            return
-    check_finite(x, name)
-
-
 def _as_inputs(inputs: Any, name: str, validate: bool = True) -> tuple[Tensor, ...]:
     tup = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
     if len(tup) == 0:
@@ -106,7 +92,7 @@ def _as_inputs(inputs: Any, name: str, validate: bool = True) -> tuple[Tensor, .
                 f"has {n} rows, `{name}[{i}]` has {t.shape[0]}."
             )
         if validate:
-            check_finite_fast(t, name if len(tup) == 1 else f"{name}[{i}]")
+            check_finite(t, name if len(tup) == 1 else f"{name}[{i}]")
     if n == 0:
         raise ValueError(f"`{name}` is an empty batch; need at least one example.")
     return tuple(tup)
@@ -122,7 +108,7 @@ def _as_args(args: Any, n: int, name: str, validate: bool = True) -> tuple:
                     f"got shape {tuple(a.shape)}; pass other values as non-tensors."
                 )
             if validate:
-                check_finite_fast(a, f"{name}[{i}]")
+                check_finite(a, f"{name}[{i}]")
     return out
 
 

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from .._captum_compat import PerturbationAttribution, log_usage
-from .._checks import check_eval_mode, check_positive_int
+from .._checks import check_eval_mode, check_finite, check_positive_int
 from ..heads import (
     ABLATIONS,
     MODES,
@@ -34,7 +34,7 @@ from ..heads import (
     default_head_adapters,
     keep_masks,
 )
-from ..heads.ablation import _as_args, _as_inputs, check_finite_fast, default_batch_size
+from ..heads.ablation import _as_args, _as_inputs, default_batch_size
 from ..summaries.explained_variance import (
     HeadAblationResult,
     adjust_p_values,
@@ -67,7 +67,7 @@ def _as_observed(observed: Any) -> Tensor:
         out = torch.from_numpy(np.array(arr, dtype=np.float64))
     if out.is_complex() or out.dtype == torch.bool:
         raise TypeError(f"`observed` must hold real numbers, got dtype {out.dtype}.")
-    check_finite_fast(out, "observed")
+    check_finite(out, "observed")
     return out
 
 

@@ -84,12 +84,13 @@ def format_head_table(result) -> str:
 
 
 def _heatmap_grid(result, groups: Sequence[str], k: int):
-    from captum_genomics.plot_heads import _figure_class, plot_gene_head_heatmap
+    from captum_genomics._figures import figure_class
+    from captum_genomics.plot_heads import plot_gene_head_heatmap
 
     n = len(groups)
     ncols = min(n, 5)
     nrows = math.ceil(n / ncols)
-    fig = _figure_class()(figsize=(3.4 * ncols, 0.28 * k * nrows + 1.6 * nrows),
+    fig = figure_class()(figsize=(3.4 * ncols, 0.28 * k * nrows + 1.6 * nrows),
                           layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, group in zip(axes, groups):
