@@ -261,13 +261,15 @@ def _group_variance(x: Tensor, codes: Tensor, counts: Tensor, n_groups: int) -> 
     Two passes (group means, then squared deviations) with segment sums, so it
     is stable when the mean is large compared with the spread.
     """
+    # Segment sums as a product with the (n_groups, N) membership matrix: one GEMM per
+    # pass, several times faster on the CPU than index_add_ along a middle axis.
     dim = x.ndim - 2
-    shape = list(x.shape)
-    shape[dim] = n_groups
+    member = torch.zeros(n_groups, x.shape[dim], dtype=x.dtype, device=x.device)
+    member[codes, torch.arange(x.shape[dim], device=x.device)] = 1.0
     denom = counts.clamp(min=1).to(x.dtype).unsqueeze(-1)
-    mean = x.new_zeros(shape).index_add_(dim, codes, x) / denom
-    dev = x - mean.index_select(dim, codes)
-    return x.new_zeros(shape).index_add_(dim, codes, dev * dev) / denom
+    mean = torch.matmul(member, x) / denom
+    dev = x - mean[..., codes, :]  # advanced indexing: faster than index_select on a middle axis
+    return torch.matmul(member, dev.square_()) / denom
 
 
 def explained_variance(predictions: Tensor, observed: Tensor, codes: Tensor, n_groups: int,
