@@ -43,17 +43,20 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 
 import fastshap_protocol as P  # noqa: E402
+from captum_genomics.fastshap.augment import feature_dropout  # noqa: E402
 from captum_genomics.methods.fast_shap import FastSHAP  # noqa: E402
 
 # Training settings found by the study (see docs/fastshap.md, "Accuracy"): null players
 # masked (the default), the gradient x input explainer (the default of FastSHAP.fit for
-# single-gene players), permutation-sampling labels (stochastic amortization), a cosine
-# learning-rate decay and restore of the best epoch.
+# single-gene players), permutation-sampling labels (stochastic amortization), gene-dropout
+# augmentation (fresh variants of the training cells every step), a cosine learning-rate
+# decay over 400 epochs and restore of the best epoch.
 FIT = {
     "explainer_kwargs": {"hidden_width": 512, "n_hidden_layers": 2},
     "train_kwargs": {"objective": "permutation", "n_samples": 64, "paired": True,
-                     "batch_size": 32, "lr": 1e-3, "max_epochs": 100, "schedule": "cosine",
+                     "batch_size": 32, "lr": 1e-3, "max_epochs": 400, "schedule": "cosine",
                      "early_stopping_patience": None},
+    "augment": {"p": 0.15, "keep_original": 0.3},
 }
 QUICK_FIT = {
     "explainer_kwargs": {"hidden_width": 256, "n_hidden_layers": 2},
@@ -64,9 +67,12 @@ QUICK_FIT = {
 
 def fit_fastshap(setup: P.Setup, x_train: torch.Tensor, x_val: torch.Tensor, fit: dict,
                  seed: int = 0) -> tuple[FastSHAP, float]:
+    train_kwargs = dict(fit["train_kwargs"])
+    if fit.get("augment"):
+        train_kwargs["augment"] = feature_dropout(**fit["augment"])
     t0 = time.perf_counter()
     fs = FastSHAP.fit(setup.model, x_train, x_val, link="softmax", seed=seed,
-                      explainer_kwargs=fit["explainer_kwargs"], train_kwargs=fit["train_kwargs"])
+                      explainer_kwargs=fit["explainer_kwargs"], train_kwargs=train_kwargs)
     return fs, time.perf_counter() - t0
 
 
@@ -119,6 +125,8 @@ def main(argv=None) -> dict:
         extra = json.loads(args.fit)
         for k in ("explainer_kwargs", "train_kwargs"):
             fit[k].update(extra.get(k, {}))
+        if "augment" in extra:
+            fit["augment"] = extra["augment"]
 
     setup = P.make_setup(verbose=True)
     d = setup.x.shape[1]
@@ -194,24 +202,39 @@ def main(argv=None) -> dict:
             mt = match(curve, r["mean_l2"])
             if mt is not None:
                 mt["speed_ratio"] = mt["seconds_per_cell"] / r["seconds_per_cell"]
+            else:
+                # never reached on the curve: its last point is a lower bound on the cost
+                last = curve[-1]
+                mt = {"reached": False, "evaluations_at_least": last["evaluations"],
+                      "seconds_per_cell_at_least": last["seconds_per_cell"],
+                      "speed_ratio_at_least": last["seconds_per_cell"] / r["seconds_per_cell"],
+                      "error_at_last_point": last["mean_l2"]}
             r[f"match_{est_name}"] = mt
+        svs_mt = r["match_shapley_value_sampling"]
         r["break_even_cells_vs_svs"] = (
-            r["train_seconds"] / (r["match_shapley_value_sampling"]["seconds_per_cell"]
-                                  - r["seconds_per_cell"])
-            if r["match_shapley_value_sampling"] else None)
+            r["train_seconds"] / (svs_mt["seconds_per_cell"] - r["seconds_per_cell"])
+            if "seconds_per_cell" in svs_mt else None)
     ho, to = result["fastshap"]["held_out"], result["fastshap"]["trained_on"]
     svs2 = next((p for p in svs_curve if p["permutations"] == 2), None)
-    m_ks = to["match_kernel_shap"]
+    svs_at = match(svs_curve, 0.110)
+
+    def ks_ratio(r):
+        mt = r["match_kernel_shap"]
+        return mt.get("speed_ratio", mt.get("speed_ratio_at_least"))
+
     result["targets"] = {
         "held_out_l2_le_0.110": ho["mean_l2"] <= 0.110,
-        "held_out_100x_faster_than_svs_at_0.110": (
-            (lambda mt: mt is not None and mt["seconds_per_cell"] / ho["seconds_per_cell"] >= 100)
-            (match(svs_curve, 0.110)) and ho["mean_l2"] <= 0.110),
+        "svs_seconds_per_cell_at_0.110": svs_at["seconds_per_cell"] if svs_at else None,
+        "held_out_speed_ratio_vs_svs_at_0.110": (
+            svs_at["seconds_per_cell"] / ho["seconds_per_cell"] if svs_at else None),
+        "held_out_100x_faster_than_svs_at_0.110": bool(
+            svs_at and ho["mean_l2"] <= 0.110
+            and svs_at["seconds_per_cell"] / ho["seconds_per_cell"] >= 100),
         "svs_2_permutations_seconds_per_cell": svs2["seconds_per_cell"] if svs2 else None,
         "trained_on_l2_le_0.06": to["mean_l2"] <= 0.06,
-        "trained_on_1000x_faster_than_kernel_shap_at_equal_error": (
-            m_ks is not None and m_ks["speed_ratio"] >= 1000),
-        "kernel_shap_reaches_trained_on_error": m_ks is not None,
+        "held_out_speed_ratio_vs_kernel_shap_at_equal_error": ks_ratio(ho),
+        "trained_on_speed_ratio_vs_kernel_shap_at_equal_error": ks_ratio(to),
+        "1000x_faster_than_kernel_shap_at_equal_error": min(ks_ratio(ho), ks_ratio(to)) >= 1000,
         "training_within_10_min": max(ho["train_seconds"], to["train_seconds"]) <= 600,
     }
     print(json.dumps(result["fastshap"], indent=1))

@@ -277,7 +277,7 @@ def train_explainer(explainer: nn.Module, game, x_train: Tensor, x_val: Tensor,
                     schedule: str = "plateau", ema_decay: float | None = None,
                     restore_best: bool = True, n_val_samples: int | None = None, val_coalitions: Tensor | None = None,
                     normalize: bool = True, mask_null_players: bool = True,
-                    objective: str = "fastshap",
+                    objective: str = "fastshap", augment: Callable | None = None,
                     weight_decay: float = 0.0, seed: int | None = 0,
                     generator: torch.Generator | None = None, progress_bar: bool = False,
                     device: torch.device | str | None = None,
@@ -353,6 +353,14 @@ def train_explainer(explainer: nn.Module, game, x_train: Tensor, x_val: Tensor,
         validation coalitions). Both losses are minimized by the exact
         Shapley values, and the validation loss is :func:`explainer_loss` on
         fixed coalitions in both cases.
+    augment
+        Optional ``augment(x_batch, generator) -> x_batch``: replaces each
+        training batch by variants of its examples (same shape), e.g.
+        :func:`~captum_genomics.fastshap.augment.feature_dropout`. The
+        explainer needs no labels, so any plausible input is training data;
+        the game values (and null players) are computed for the variants, so
+        the targets stay exact. Must draw its randomness from ``generator``.
+        Validation uses the data as given. Default None.
     mask_null_players
         Where the game can tell which players are null for an example
         (:meth:`~captum_genomics.fastshap.games.Game.null_players`; the
@@ -459,27 +467,33 @@ def train_explainer(explainer: nn.Module, game, x_train: Tensor, x_val: Tensor,
     def batch_loss(idx: Tensor) -> Tensor:
         xb = x_train[idx].to(dev)
         b = xb.shape[0]
-        if objective == "permutation":
-            idx_d = idx.to(dev)
+        idx_d = idx.to(dev)
+        if augment is None:
+            null_b, grand_b = null_train[idx_d], grand_train[idx_d]
             act = None if active_train is None else active_train[idx_d]
+        else:
+            # A fresh variant of each example; its game values are computed for it.
+            xb = augment(xb, g)
+            null_b, grand_b = game.null(xb), game.grand(xb)
+            act = None
+            if mask_null_players:
+                nulls = game.null_players(xb)
+                act = None if nulls is None else ~nulls
+        if objective == "permutation":
             labels = permutation_shapley_estimates(
-                game, xb, g, active=act, antithetic=paired, grand=grand_train[idx_d],
-                null=null_train[idx_d]).to(dtype)
+                game, xb, g, active=act, antithetic=paired, grand=grand_b,
+                null=null_b).to(dtype)
             phi = explainer(xb)
             if normalize:
-                phi = additive_efficient_normalization(phi, grand_train[idx_d], null_train[idx_d],
-                                                       act)
+                phi = additive_efficient_normalization(phi, grand_b, null_b, act)
             elif act is not None:
                 phi = phi * act.to(phi.dtype).unsqueeze(-1)
             return (phi - labels).pow(2).sum(dim=(1, 2)).mean()
         S = sample_shapley_coalitions(b * n_samples, d, g, paired=paired, device=dev,
                                       dtype=dtype).reshape(b, n_samples, d)
         values = game_values(xb, S)
-        idx_d = idx.to(dev)
         phi = explainer(xb)
-        return explainer_loss(phi, S, values, null_train[idx_d],
-                              grand_train[idx_d] if normalize else None,
-                              None if active_train is None else active_train[idx_d])
+        return explainer_loss(phi, S, values, null_b, grand_b if normalize else None, act)
 
     return _fit(explainer, x_train.shape[0], batch_loss, validate, batch_size=batch_size, lr=lr,
                 max_epochs=max_epochs, lr_factor=lr_factor, lr_patience=lr_patience,
