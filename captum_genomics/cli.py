@@ -173,16 +173,7 @@ def _run_fastshap(args) -> dict:
     from captum_genomics.pbmc import stratified_split
     from captum_genomics.workflows.fastshap_pbmc import run_fastshap_on_data
 
-    try:
-        import anndata
-    except ImportError:
-        raise CLIError('--h5ad needs anndata: pip install "captum-genomics[sc]".') from None
-    try:
-        adata = anndata.read_h5ad(args.h5ad)
-    except FileNotFoundError:
-        raise CLIError(f"--h5ad: no such file {os.fspath(args.h5ad)!r}.") from None
-    except Exception as err:
-        raise CLIError(f"--h5ad: cannot read {os.fspath(args.h5ad)!r}: {err}") from err
+    adata = _read_h5ad(args.h5ad)
     if args.label_key not in adata.obs:
         raise CLIError(f"--label-key {args.label_key!r} is not an obs column; "
                        f"columns: {list(adata.obs.columns)}.")
@@ -297,16 +288,7 @@ def _run_heads(args) -> dict:
     from captum_genomics.neighbours import neighbour_inputs
     from captum_genomics.workflows.head_ablation_pbmc import run_head_ablation_on_data
 
-    try:
-        import anndata
-    except ImportError:
-        raise CLIError('--h5ad needs anndata: pip install "captum-genomics[sc]".') from None
-    try:
-        adata = anndata.read_h5ad(args.h5ad)
-    except FileNotFoundError:
-        raise CLIError(f"--h5ad: no such file {os.fspath(args.h5ad)!r}.") from None
-    except Exception as err:
-        raise CLIError(f"--h5ad: cannot read {os.fspath(args.h5ad)!r}: {err}") from err
+    adata = _read_h5ad(args.h5ad)
     try:
         data = neighbour_inputs(adata, k=args.k, label_key=args.label_key,
                                 use_raw=args.use_raw,
@@ -335,6 +317,20 @@ def _run_heads(args) -> dict:
             label=f"cells of {args.h5ad.name}", **common)
     except UnsupportedAttentionError as err:  # --attention names no attention module
         raise CLIError(f"--attention: {err}") from err
+
+
+def _read_h5ad(path) -> "anndata.AnnData":  # noqa: F821 - optional dependency
+    """Read ``--h5ad`` with errors that name the option (:class:`CLIError`)."""
+    try:
+        import anndata
+    except ImportError:
+        raise CLIError('--h5ad needs anndata: pip install "captum-genomics[sc]".') from None
+    try:
+        return anndata.read_h5ad(path)
+    except FileNotFoundError:
+        raise CLIError(f"--h5ad: no such file {os.fspath(path)!r}.") from None
+    except Exception as err:
+        raise CLIError(f"--h5ad: cannot read {os.fspath(path)!r}: {err}") from err
 
 
 def _import_module(spec: str):

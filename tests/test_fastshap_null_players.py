@@ -200,3 +200,53 @@ def test_explainer_selected_outputs_equal_full_output():
         ex(x, outputs=torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match=r"`outputs` must hold values in 0..3"):
         ex(x, outputs=torch.full((9,), 4))
+
+
+# ----------------------------------------------------------------------------- augmentation
+def test_feature_dropout_draws():
+    from scipy import stats
+
+    from captum_genomics.fastshap.augment import feature_dropout
+
+    x = torch.rand(400, 50, dtype=DT) + 1.0
+    before = x.clone()
+    aug = feature_dropout(0.2)
+    y = aug(x, torch.Generator().manual_seed(0))
+    assert torch.equal(x, before) and y.dtype == x.dtype and y.shape == x.shape
+    dropped = int((y == 0).sum())
+    assert stats.binomtest(dropped, x.numel(), 0.2).pvalue > 1e-3
+    assert torch.equal(y[y != 0], x[y != 0])
+    assert torch.equal(y, aug(x, torch.Generator().manual_seed(0)))
+    assert torch.equal(feature_dropout(0.0)(x, torch.Generator()), x)
+    kept = feature_dropout(0.5, keep_original=0.5)(x, torch.Generator().manual_seed(1))
+    untouched = (kept == x).all(1)
+    assert stats.binomtest(int(untouched.sum()), 400, 0.5).pvalue > 1e-3
+    base = torch.arange(50, dtype=DT)
+    z = feature_dropout(0.3, baseline=base)(x, torch.Generator().manual_seed(2))
+    reset = z != x
+    assert torch.equal(z[reset], base.expand_as(z)[reset])
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="`p` must be in"):
+            feature_dropout(bad)
+    with pytest.raises(ValueError, match="`keep_original` must be in"):
+        feature_dropout(0.1, keep_original=1.0)
+
+
+def test_training_with_augmentation_recovers_exact_values_and_is_seeded():
+    from captum_genomics.fastshap.augment import feature_dropout
+
+    d = 5
+    net = _net(d, 2, 21)
+    xtr, xva = _sparse_x(256, d, 22), _sparse_x(64, d, 23)
+    game = BaselineGame(net, feature_shape=(d,))
+
+    def fit():
+        ex = MLPExplainer(d, d, 2, seed=0, scale_by_input=True).to(DT)
+        train_explainer(ex, game, xtr, xva, lr=3e-3, max_epochs=25, objective="permutation",
+                        augment=feature_dropout(0.2, keep_original=0.3), seed=0)
+        return estimate_shapley(ex, xva, game)
+
+    phi = fit()
+    exact = exact_shapley(game, xva)
+    assert float((phi - exact).norm() / exact.norm()) < 0.1
+    assert torch.equal(phi, fit())
