@@ -2,9 +2,11 @@
 
 PBMC 68k reduced, 200 HVGs, the study's MLP classifier (see
 :mod:`fastshap_protocol`), predicted-class probability, zero baselines, 20
-held-out cells per call. FastSHAP is trained briefly here (its speed does not
-depend on how long it was trained; its accuracy is measured by
-``fastshap_vs_sampling.py``). Divide a call's time by 20 for seconds per cell.
+held-out cells per call. FastSHAP is trained briefly here: its speed does not
+depend on how long it was trained. Its accuracy is measured by
+``fastshap_vs_sampling.py``: trained for 400 epochs, it matches about 19 permutations
+of ShapleyValueSampling on held-out cells, so compare with the 16 and 32 rows. Divide
+a call's time by 20 for seconds per cell.
 
 Run: ``pytest benchmarks/test_fastshap_speed.py --benchmark-group-by=group``.
 """
@@ -40,7 +42,7 @@ def test_fastshap(benchmark, study):
 
 
 @pytest.mark.benchmark(group=GROUP)
-@pytest.mark.parametrize("permutations", [1, 2, 8])
+@pytest.mark.parametrize("permutations", [1, 2, 16, 32])
 def test_shapley_value_sampling(benchmark, study, permutations):
     setup, _, x, t = study
     benchmark.pedantic(P.svs, args=(setup, x, t, permutations, 0), rounds=5, warmup_rounds=1)
