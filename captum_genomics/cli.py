@@ -133,10 +133,16 @@ def _add_fastshap(sub) -> None:
     fs.add_argument("--out", type=Path, default=Path("captum_genomics_fastshap_out"),
                     help="output folder (default: ./captum_genomics_fastshap_out/)")
     fs.add_argument("--seed", type=int, default=0, help="FastSHAP seed (default: 0)")
-    fs.add_argument("--max-epochs", type=_positive_int, default=60,
-                    help="explainer training epochs (default: 60)")
+    fs.add_argument("--max-epochs", type=_positive_int, default=40,
+                    help="explainer training epochs (default: 40)")
     fs.add_argument("--n-samples", type=_positive_int, default=32,
-                    help="coalitions per cell per step (default: 32)")
+                    help="coalitions per cell per step with --objective fastshap (default: 32)")
+    fs.add_argument("--objective", choices=("permutation", "fastshap"), default="permutation",
+                    help="training labels: permutation-sampling estimates (default) or the "
+                         "FastSHAP paper's loss")
+    fs.add_argument("--gene-dropout", type=float, default=0.15,
+                    help="augmentation: probability of resetting a gene to 0 in a training "
+                         "cell each step; 0 turns it off (default: 0.15)")
     fs.add_argument("--link", choices=("softmax", "identity"), default="softmax",
                     help="explain probabilities (softmax, default) or logits (identity)")
     fs.add_argument("--target", choices=("true", "predicted"), default="true",
@@ -156,7 +162,10 @@ def _add_fastshap(sub) -> None:
 
 
 def _run_fastshap(args) -> dict:
+    if not 0.0 <= args.gene_dropout < 1.0:
+        raise CLIError(f"--gene-dropout must be in [0, 1), got {args.gene_dropout}.")
     common = dict(seed=args.seed, max_epochs=args.max_epochs, n_samples=args.n_samples,
+                  objective=args.objective, gene_dropout=args.gene_dropout,
                   link=args.link, target=args.target, n_cells=args.n_cells, top_k=args.top_k,
                   plot=not args.no_plot)
     if args.h5ad is None:

@@ -26,6 +26,7 @@ def test_default_job(tmp_path, capsys):
         assert (out / f).is_file(), f
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_cells"] == 12 and summary["n_genes"] == 765
+    assert summary["objective"] == "permutation" and summary["gene_dropout"] == 0.15
     assert summary["max_abs_efficiency_gap"] < 1e-5
     with np.load(out / "attributions.npz") as z:
         assert z["attributions"].shape == (12, 765) and z["delta"].shape == (12,)
@@ -68,3 +69,18 @@ def test_errors(tmp_path, capsys):
         main(["fastshap", "--h5ad", str(tmp_path / "missing.h5ad"), "--model", "m:f",
               "--label-key", "x"])
     assert "no such file" in capsys.readouterr().err
+
+
+def test_paper_objective_without_augmentation(tmp_path):
+    out = tmp_path / "out"
+    assert main(["fastshap", "--out", str(out), "--n-cells", "5", "--objective", "fastshap",
+                 "--gene-dropout", "0", "--no-plot", *QUICK]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["objective"] == "fastshap" and summary["gene_dropout"] == 0.0
+    assert summary["max_abs_efficiency_gap"] < 1e-5
+
+
+def test_gene_dropout_out_of_range(capsys):
+    with pytest.raises(SystemExit):
+        main(["fastshap", "--gene-dropout", "1.5", *QUICK])
+    assert "--gene-dropout must be in [0, 1), got 1.5" in capsys.readouterr().err

@@ -82,9 +82,11 @@ def run_fastshap_on_data(
     split: dict,
     out_dir: str | os.PathLike,
     seed: int = 0,
-    max_epochs: int = 60,
+    max_epochs: int = 40,
     n_samples: int = 32,
     link: str = "softmax",
+    objective: str = "permutation",
+    gene_dropout: float = 0.15,
     target: str = "true",
     n_cells: int | None = None,
     top_k: int = 10,
@@ -112,9 +114,21 @@ def run_fastshap_on_data(
     seed
         Seeds the explainer's initialization and training. Default 0.
     max_epochs
-        Explainer training epochs (early stopping may end sooner). Default 60.
+        Explainer training epochs (cosine learning-rate decay; the best
+        validation epoch is kept). Default 40.
     n_samples
-        Coalitions per cell per step. Default 32.
+        Coalitions per cell per step for ``objective="fastshap"`` (and the
+        fixed validation coalitions). Default 32.
+    objective : {"permutation", "fastshap"}
+        Training labels: fresh permutation-sampling estimates (default; on
+        pbmc68k_reduced it reached per-cell Pearson r 0.97 with sampled
+        Shapley values in 40 epochs, against 0.91 for the paper's loss in 60)
+        or the paper's loss. See
+        :func:`~captum_genomics.fastshap.training.train_explainer`.
+    gene_dropout
+        Augmentation: each step, each training cell's genes are reset to 0
+        with this probability (30% of cells are kept as they are); 0 turns
+        it off. Default 0.15.
     link : {"softmax", "identity"}
         Explain probabilities (default) or logits.
     target : {"true", "predicted"}
@@ -139,6 +153,7 @@ def run_fastshap_on_data(
         The content of ``summary.json`` plus ``"report"`` (the printed text).
     """
     from captum_genomics import FastSHAP
+    from captum_genomics.fastshap.augment import feature_dropout
     from captum_genomics.summaries import attribution_table, top_genes
 
     if target not in ("true", "predicted"):
@@ -153,11 +168,15 @@ def run_fastshap_on_data(
     if n_cells is not None:
         te = te[:n_cells]
 
+    train_kwargs = {"max_epochs": max_epochs, "lr": 1e-3, "n_samples": n_samples,
+                    "batch_size": 32, "objective": objective, "schedule": "cosine",
+                    "early_stopping_patience": None}
+    if gene_dropout:
+        train_kwargs["augment"] = feature_dropout(gene_dropout, keep_original=0.3)
     t0 = time.perf_counter()
     fs = FastSHAP.fit(model, xt[tr], xt[va], link=link, seed=seed,
                       explainer_kwargs={"hidden_width": 256},
-                      train_kwargs={"max_epochs": max_epochs, "lr": 1e-3,
-                                    "n_samples": n_samples, "batch_size": 32})
+                      train_kwargs=train_kwargs)
     fit_seconds = time.perf_counter() - t0
     hist = fs.history["explainer"]
 
@@ -233,7 +252,8 @@ def run_fastshap_on_data(
     summary = {
         "n_cells": int(len(te)), "n_genes": len(genes), "link": link, "target": target,
         "game": "baseline: held-out genes set to 0", "seed": seed,
-        "max_epochs": max_epochs, "n_samples": n_samples,
+        "max_epochs": max_epochs, "n_samples": n_samples, "objective": objective,
+        "gene_dropout": gene_dropout,
         "fit_seconds": round(fit_seconds, 2), "explain_seconds": round(explain_seconds, 3),
         "epochs_run": hist["epochs_run"], "best_epoch": hist["best_epoch"],
         "best_val_loss": hist["best_val_loss"],
@@ -254,7 +274,8 @@ def run_fastshap_on_data(
 
 
 def run_fastshap_job(out_dir: str | os.PathLike = "captum_genomics_fastshap_out", seed: int = 0,
-                     max_epochs: int = 60, n_samples: int = 32, link: str = "softmax",
+                     max_epochs: int = 40, n_samples: int = 32, link: str = "softmax",
+                     objective: str = "permutation", gene_dropout: float = 0.15,
                      target: str = "true", n_cells: int | None = None, top_k: int = 10,
                      plot: bool = True, verbose: bool = True) -> dict:
     """The default single-cell job on ``pbmc68k_reduced`` with the shipped classifier.
@@ -262,7 +283,7 @@ def run_fastshap_job(out_dir: str | os.PathLike = "captum_genomics_fastshap_out"
     Parameters are those of :func:`run_fastshap_on_data`; the data, model,
     split (the classifier's own, seed 0) and markers (:data:`PBMC_MARKERS`)
     are fixed. ``seed`` seeds FastSHAP only. With the defaults it takes about
-    a minute on one CPU thread.
+    two minutes on one CPU thread.
 
     Returns
     -------
@@ -276,6 +297,7 @@ def run_fastshap_job(out_dir: str | os.PathLike = "captum_genomics_fastshap_out"
     return run_fastshap_on_data(
         load_pbmc_classifier(), data.X, data.labels, data.genes, data.label_names, data.split,
         out_dir, seed=seed, max_epochs=max_epochs, n_samples=n_samples, link=link,
+        objective=objective, gene_dropout=gene_dropout,
         target=target, n_cells=n_cells, top_k=top_k, markers=PBMC_MARKERS, plot=plot,
         verbose=verbose, label="PBMCs (pbmc68k_reduced test split)",
     )
