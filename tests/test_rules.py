@@ -195,6 +195,7 @@ def test_subclass_reuse_and_functional_calls_are_exact():
     assert delta.abs().max() < 1e-13
 
 
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True:UserWarning")
 def test_data_dependent_control_flow_is_reported():
     def model(t):
         if float(t.sum()) > 0:
