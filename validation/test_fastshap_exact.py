@@ -110,8 +110,8 @@ def test_fastshap_close_to_exact_and_efficient(pbmc):
     assert delta.abs().max() <= 1e-5
     # efficiency per player set, against the exact values' own sum
     assert torch.allclose(phi.double().sum(1), pbmc["exact_t"].double().sum(1), atol=1e-5)
-    assert m["pearson"] >= 0.9
-    assert m["mean_l2"] <= 0.35 * m["ref_norm"]  # measured 0.28 (0.150 / 0.538)
+    assert m["pearson"] >= 0.95
+    assert m["mean_l2"] <= 0.25 * m["ref_norm"]  # measured 0.16 (0.087 / 0.538)
     assert m["top3_overlap"] >= 0.6
 
 
