@@ -20,6 +20,7 @@ from captum_genomics import FastSHAP
 from captum_genomics.validation import check_model_unchanged
 
 DT = torch.float64
+pytestmark = pytest.mark.builtin  # tabular models: not the sequence model of --model
 N_GENES, N_CLASSES = 7, 3
 
 

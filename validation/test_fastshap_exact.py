@@ -26,6 +26,8 @@ from captum_genomics.fastshap.games import BaselineGame
 from captum_genomics.fastshap.players import Players
 from captum_genomics.methods.fast_shap import FastSHAP
 
+pytestmark = pytest.mark.builtin  # real cells and a built-in classifier
+
 N_GENES, N_SETS, N_CELLS = 200, 12, 40
 
 
