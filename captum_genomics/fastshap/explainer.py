@@ -20,7 +20,8 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_positive_int
-from .normalization import additive_efficient_normalization
+from .games import active_players
+from .normalization import constrain
 
 __all__ = ["MLPExplainer", "default_hidden_width", "build_mlp", "estimate_shapley", "ACTIVATIONS"]
 
@@ -320,15 +321,12 @@ def estimate_shapley(explainer: nn.Module, x: Tensor, game=None, normalize: bool
         for start in range(0, b, max(step, 1)):
             xs = x[start:start + step]
             phi = explainer(xs)
-            active = None
-            if mask_null_players and game is not None:
-                nulls = game.null_players(xs)
-                active = None if nulls is None else ~nulls.to(phi.device)
-            if active is not None and not normalize:
-                phi = phi * active.to(phi.dtype).unsqueeze(-1)
+            active = (active_players(game, xs) if mask_null_players and game is not None
+                      else None)
+            g = n = None
             if normalize:
                 g = game.grand(xs) if grand is None else grand[start:start + step]
                 n = game.null(xs) if null is None else null[start:start + step]
-                phi = additive_efficient_normalization(phi, g.to(phi), n.to(phi), active)
-            outs.append(phi)
+                g, n = g.to(phi), n.to(phi)
+            outs.append(constrain(phi, g, n, active))
     return torch.cat(outs, dim=0)

@@ -30,7 +30,8 @@ from torch import Tensor, nn
 
 from .players import Players, as_players
 
-__all__ = ["Game", "BaselineGame", "MarginalGame", "SurrogateGame", "LINKS"]
+__all__ = [
+    "Game", "BaselineGame", "MarginalGame", "SurrogateGame", "LINKS", "active_players"]
 
 LINKS = ("identity", "softmax")
 """The accepted values of ``link``."""
@@ -183,6 +184,15 @@ class Game:
             out = _as_2d(fn(chunk.reshape((chunk.shape[0],) + shape)), chunk.shape[0], who)
             outs.append(self._apply_link(out))
         return torch.cat(outs, dim=0)
+
+
+def active_players(game: Game, x: Tensor) -> Tensor | None:
+    """``~game.null_players(x)``: players that may be non-null, ``(B, d)`` bool, or None.
+
+    None when the game cannot tell (every player may then be non-null).
+    """
+    nulls = game.null_players(x)
+    return None if nulls is None else ~nulls
 
 
 class BaselineGame(Game):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["additive_efficient_normalization", "efficiency_gap"]
+__all__ = ["additive_efficient_normalization", "efficiency_gap", "constrain"]
 
 
 def _check_active(phi: Tensor, active: Tensor | None) -> None:
@@ -117,3 +117,34 @@ def additive_efficient_normalization(phi: Tensor, grand: Tensor, null: Tensor,
     n_active = keep.sum(dim=1).clamp_min(1.0)  # (B, 1)
     gap = (grand.double() - null.double()) - wide.sum(dim=1)
     return (wide + keep * (gap / n_active).unsqueeze(1)).to(phi.dtype)
+
+
+def constrain(phi: Tensor, grand: Tensor | None, null: Tensor | None,
+              active: Tensor | None = None) -> Tensor:
+    """The constraints used in training and at inference, in one place.
+
+    With ``grand`` (and ``null``): :func:`additive_efficient_normalization`
+    (over the ``active`` players). Without: only the null players are set to
+    0. With neither ``grand`` nor ``active``: ``phi`` unchanged.
+
+    Parameters
+    ----------
+    phi
+        ``shape=(B, d, T)``.
+    grand, null
+        ``shape=(B, T)`` or None (no normalization).
+    active
+        Optional ``shape=(B, d)`` bool; see
+        :func:`additive_efficient_normalization`.
+
+    Returns
+    -------
+    Tensor
+        ``shape=(B, d, T)``, the dtype of ``phi``.
+    """
+    if grand is not None:
+        return additive_efficient_normalization(phi, grand, null, active)
+    if active is not None:
+        _check_active(phi, active)
+        return phi * active.to(device=phi.device, dtype=phi.dtype).unsqueeze(-1)
+    return phi

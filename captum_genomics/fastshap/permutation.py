@@ -92,6 +92,8 @@ def permutation_shapley_estimates(game, x: Tensor, generator: torch.Generator,
     if null is None:
         null = game.null(x)
     t = grand.shape[1]
+    # The example rows of the inner coalitions, shared by both orderings.
+    rows = x.repeat_interleave(m - 1, dim=0) if m > 1 else None
     estimates = []
     for o in orders:
         # Coalitions after adding the first k players, k = 1..m-1 (k = 0 and k >= a_b are the
@@ -103,7 +105,6 @@ def permutation_shapley_estimates(game, x: Tensor, generator: torch.Generator,
         if m > 1:
             k = torch.arange(1, m)
             S = rank[:, None, :] < k[None, :, None]  # (B, m-1, d)
-            rows = x.repeat_interleave(m - 1, dim=0)
             inner = game(rows, S.reshape(b * (m - 1), d).to(device)).reshape(b, m - 1, t)
             values[:, 1:m] = inner.to(values.dtype)
         # Positions at or beyond the example's active count hold the grand coalition.

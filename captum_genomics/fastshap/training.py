@@ -33,7 +33,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .._checks import check_positive_int
-from .normalization import additive_efficient_normalization
+from .games import active_players
+from .normalization import constrain
 from .permutation import permutation_shapley_estimates
 from .players import Players
 from .sampling import sample_shapley_coalitions
@@ -82,10 +83,10 @@ def _active_players(game, x: Tensor, chunk: int, device) -> Tensor | None:
     """``~game.null_players(x)`` over ``x`` in chunks, ``(N, d)`` bool, or None if unknown."""
     outs = []
     for s in range(0, x.shape[0], chunk):
-        nulls = game.null_players(x[s:s + chunk].to(device))
-        if nulls is None:
+        active = active_players(game, x[s:s + chunk].to(device))
+        if active is None:
             return None
-        outs.append(~nulls)
+        outs.append(active)
     return torch.cat(outs, dim=0)
 
 
@@ -260,10 +261,7 @@ def explainer_loss(phi: Tensor, S: Tensor, values: Tensor, null: Tensor,
         Scalar: ``|| v(x,S) - v(x,0) - S^T phi ||^2`` summed over the ``T``
         outputs and averaged over examples and coalitions.
     """
-    if grand is not None:
-        phi = additive_efficient_normalization(phi, grand, null, active)
-    elif active is not None:
-        phi = phi * active.to(phi.dtype).unsqueeze(-1)
+    phi = constrain(phi, grand, null, active)
     pred = torch.einsum("bnd,bdt->bnt", S.to(phi.dtype), phi)
     target = (values - null.unsqueeze(1)).to(phi.dtype)
     return (pred - target).pow(2).sum(-1).mean()
@@ -475,19 +473,12 @@ def train_explainer(explainer: nn.Module, game, x_train: Tensor, x_val: Tensor,
             # A fresh variant of each example; its game values are computed for it.
             xb = augment(xb, g)
             null_b, grand_b = game.null(xb), game.grand(xb)
-            act = None
-            if mask_null_players:
-                nulls = game.null_players(xb)
-                act = None if nulls is None else ~nulls
+            act = active_players(game, xb) if mask_null_players else None
         if objective == "permutation":
             labels = permutation_shapley_estimates(
                 game, xb, g, active=act, antithetic=paired, grand=grand_b,
                 null=null_b).to(dtype)
-            phi = explainer(xb)
-            if normalize:
-                phi = additive_efficient_normalization(phi, grand_b, null_b, act)
-            elif act is not None:
-                phi = phi * act.to(phi.dtype).unsqueeze(-1)
+            phi = constrain(explainer(xb), grand_b if normalize else None, null_b, act)
             return (phi - labels).pow(2).sum(dim=(1, 2)).mean()
         S = sample_shapley_coalitions(b * n_samples, d, g, paired=paired, device=dev,
                                       dtype=dtype).reshape(b, n_samples, d)

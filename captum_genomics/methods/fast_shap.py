@@ -20,7 +20,14 @@ from torch import Tensor, nn
 from .._captum_compat import PerturbationAttribution, format_additional_forward_args, log_usage
 from .._checks import check_eval_mode, check_finite, check_positive_int
 from ..fastshap.explainer import MLPExplainer
-from ..fastshap.games import LINKS, BaselineGame, Game, MarginalGame, SurrogateGame
+from ..fastshap.games import (
+    LINKS,
+    BaselineGame,
+    Game,
+    MarginalGame,
+    SurrogateGame,
+    active_players,
+)
 from ..fastshap.io import FORMAT as MODULE_FORMAT
 from ..fastshap.io import VERSION as MODULE_VERSION
 from ..fastshap.io import load_module, save_module
@@ -903,10 +910,7 @@ class FastSHAP(PerturbationAttribution):
             if idx is not None:
                 col = idx.to(grand.device).unsqueeze(1)
                 grand, null = grand.gather(1, col), null.gather(1, col)
-            active = None
-            if self.mask_null_players:
-                nulls = self.game.null_players(x_game)
-                active = None if nulls is None else ~nulls.to(raw.device)
+            active = active_players(self.game, x_game) if self.mask_null_players else None
             phi = additive_efficient_normalization(raw, grand.to(raw.device),
                                                    null.to(raw.device), active)
             phis.append(phi)
