@@ -46,7 +46,7 @@ ALPHA = 0.05
 
 def make_setup():
     """The shipped model and all 700 cells: ``(model, neighbours, cell_type, observed, names)``."""
-    from captum_genomics.neighbours import neighbour_inputs
+    from captum_genomics.sc.neighbours import neighbour_inputs
     from captum_genomics.zoo.pbmc_attention import load_pbmc_attention_model
 
     data = neighbour_inputs()

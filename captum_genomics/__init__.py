@@ -4,9 +4,9 @@ Attribution methods follow Captum's ``Attribution`` API; see the README and
 ``docs/`` for the workflows.
 """
 
-from .contributions import hypothetical_contributions, project_contributions
-from .deeplift import deeplift_multipliers
-from .heads import (
+from captum_genomics.deeplift.contributions import hypothetical_contributions, project_contributions
+from captum_genomics.deeplift.engine import deeplift_multipliers
+from captum_genomics.heads import (
     HeadAdapterRegistry,
     HeadAxisAdapter,
     MultiheadAttentionAdapter,
@@ -14,13 +14,13 @@ from .heads import (
     UnsupportedAttentionError,
     default_head_adapters,
 )
-from .methods import (
+from captum_genomics.methods import (
     ConvergenceDeltaWarning,
     FastSHAP,
     HeadAblationExplainedVariance,
     ShuffleDeepLiftShap,
 )
-from .rules import RuleRegistry, UnsupportedOperationError, UnsupportedOperationWarning, default_rules
+from captum_genomics.deeplift.rules import RuleRegistry, UnsupportedOperationError, UnsupportedOperationWarning, default_rules
 
 __version__ = "0.1.0.dev0"
 

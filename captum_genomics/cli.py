@@ -179,7 +179,7 @@ def _run_fastshap(args) -> dict:
     import numpy as np
 
     from captum_genomics.methods.fast_shap import _anndata_matrix
-    from captum_genomics.pbmc import stratified_split
+    from captum_genomics.sc.pbmc import stratified_split
     from captum_genomics.workflows.fastshap_pbmc import run_fastshap_on_data
 
     adata = _read_h5ad(args.h5ad)
@@ -294,7 +294,7 @@ def _run_heads(args) -> dict:
     import numpy as np
 
     from captum_genomics.heads import UnsupportedAttentionError
-    from captum_genomics.neighbours import neighbour_inputs
+    from captum_genomics.sc.neighbours import neighbour_inputs
     from captum_genomics.workflows.head_ablation_pbmc import run_head_ablation_on_data
 
     adata = _read_h5ad(args.h5ad)
@@ -430,8 +430,8 @@ def load_model(spec: str, weights: str | os.PathLike | None = None) -> torch.nn.
 
 
 def _run_attribute(args) -> dict:
-    from captum_genomics.io import one_hot_encode, read_fasta
-    from captum_genomics.motifs import load_jaspar
+    from captum_genomics.seq.io import one_hot_encode, read_fasta
+    from captum_genomics.seq.motifs import load_jaspar
     from captum_genomics.workflows.deeplift_ctcf import run_attribution_job
 
     model = load_model(args.model, args.weights)

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from captum_genomics.datasets import CTCF_PEAKS_CITATION, load_ctcf_peaks
+from captum_genomics.seq.datasets import CTCF_PEAKS_CITATION, load_ctcf_peaks
 from captum_genomics.references import dinucleotide_shuffle
 from captum_genomics.zoo.ctcf import METADATA_FILE, WEIGHTS_FILE, CTCFNet, auroc
 

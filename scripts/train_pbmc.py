@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from captum_genomics.pbmc import SPLIT_FRACTIONS, load_pbmc68k
+from captum_genomics.sc.pbmc import SPLIT_FRACTIONS, load_pbmc68k
 from captum_genomics.zoo.pbmc import METADATA_FILE, WEIGHTS_FILE, PBMCClassifier
 
 SEED = 0

@@ -2,7 +2,7 @@
 
 Deterministic on the CPU (one thread, seed 0). Data: every cell of
 ``pbmc68k_reduced`` with its 9 kNN-graph neighbours
-(:func:`captum_genomics.neighbours.neighbour_inputs`); target: the cell's
+(:func:`captum_genomics.sc.neighbours.neighbour_inputs`); target: the cell's
 log-normalized expression, all 765 genes. The per-type baseline starts at the
 train cells' type means and the decoder at zero (so training starts from the
 per-type-mean predictor); minibatch AdamW on the MSE over the train split,
@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from captum_genomics.neighbours import neighbour_inputs
-from captum_genomics.pbmc import SPLIT_FRACTIONS
-from captum_genomics.summaries import explained_variance
+from captum_genomics.sc.neighbours import neighbour_inputs
+from captum_genomics.sc.pbmc import SPLIT_FRACTIONS
+from captum_genomics.stats import explained_variance
 from captum_genomics.zoo.pbmc_attention import (
     METADATA_FILE,
     WEIGHTS_FILE,
@@ -55,7 +55,7 @@ ARCH = {"n_genes": 765, "n_types": 10, "d_model": 32, "n_heads": 4, "input_dropo
 def held_out_metrics(pred, observed, cell_type, type_names) -> dict:
     """Within-type explained variance and MSE (float64); see the module docstring.
 
-    The per-type EVs are :func:`captum_genomics.summaries.explained_variance`
+    The per-type EVs are :func:`captum_genomics.stats.explained_variance`
     (types with fewer than 2 cells are skipped, constant genes left out).
     """
     pred = torch.as_tensor(np.asarray(pred, dtype=np.float64))

@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy import stats
 
-from captum_genomics.summaries import attribution_table, per_class_tables, top_genes
+from captum_genomics.stats import attribution_table, per_class_tables, top_genes
 
 
 @pytest.fixture

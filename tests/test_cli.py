@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from captum_genomics import cli
-from captum_genomics.datasets import data_path
-from captum_genomics.modisco import load_npz, modisco_command
+from captum_genomics.seq.datasets import data_path
+from captum_genomics.seq.modisco import load_npz, modisco_command
 from captum_genomics.workflows import deeplift_ctcf
 from captum_genomics.workflows.deeplift_ctcf import chance_overlap, top_windows, windows_overlap
 
@@ -180,7 +180,7 @@ def test_modisco_command_is_shell_ready(tmp_path):
 
 
 def test_missing_plot_libraries_skip_the_logo(tmp_path, user_files, monkeypatch, capsys):
-    from captum_genomics import plot
+    from captum_genomics.seq import plot
 
     def missing():
         raise ImportError("Plotting needs matplotlib and logomaker")

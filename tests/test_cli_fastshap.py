@@ -40,7 +40,7 @@ def test_default_job(tmp_path, capsys):
 def test_user_h5ad(tmp_path, capsys):
     import anndata
 
-    from captum_genomics.pbmc import load_pbmc68k
+    from captum_genomics.sc.pbmc import load_pbmc68k
 
     data = load_pbmc68k()
     keep = np.arange(0, 700, 5)

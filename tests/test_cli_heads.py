@@ -25,7 +25,7 @@ N_PERM = 60
 def direct():
     """The result of the method called directly, as the default job should call it."""
     from captum_genomics.methods.head_ablation import HeadAblationExplainedVariance
-    from captum_genomics.neighbours import neighbour_inputs
+    from captum_genomics.sc.neighbours import neighbour_inputs
     from captum_genomics.zoo.pbmc_attention import load_pbmc_attention_model
 
     data = neighbour_inputs()
@@ -91,7 +91,7 @@ def test_user_h5ad_model(tmp_path, capsys):
     import anndata
     import scipy.sparse
 
-    from captum_genomics.pbmc import load_pbmc68k
+    from captum_genomics.sc.pbmc import load_pbmc68k
 
     data = load_pbmc68k()
     keep = np.arange(0, 700, 5)
@@ -131,7 +131,7 @@ def test_user_h5ad_model(tmp_path, capsys):
 
 
 def test_held_out_cells_and_bad_cells(tmp_path):
-    from captum_genomics.pbmc import load_pbmc68k
+    from captum_genomics.sc.pbmc import load_pbmc68k
     from captum_genomics.workflows.head_ablation_pbmc import run_head_ablation_job
 
     summary = run_head_ablation_job(tmp_path, cells="test", n_permutations=10, plot=False,

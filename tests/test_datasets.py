@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from captum_genomics.datasets import data_path, load_ctcf_peaks
+from captum_genomics.seq.datasets import data_path, load_ctcf_peaks
 from captum_genomics.zoo import CTCFNet, ctcf_split, load_ctcf_metadata, load_ctcf_model
 from captum_genomics.zoo import ctcf as ctcf_module
 from captum_genomics.zoo.ctcf import WEIGHTS_FILE, auroc

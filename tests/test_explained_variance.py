@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from captum_genomics.summaries.explained_variance import (
+from captum_genomics.stats.explained_variance import (
     HeadAblationResult,
     adjust_p_values,
     default_n_permutations,

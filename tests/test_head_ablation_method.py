@@ -1,7 +1,7 @@
 """``HeadAblationExplainedVariance``: orchestration, argument handling, errors.
 
 The brute-force agreement, planted head and null-model checks live in
-``validation/test_head_ablation.py``; here the values are checked against a
+``captum_genomics/testing/test_head_ablation.py``; here the values are checked against a
 numpy computation on the outputs of :func:`ablated_forward` and of the model.
 """
 
@@ -26,7 +26,7 @@ from captum_genomics.heads import (
     keep_masks,
 )
 from captum_genomics.methods import HeadAblationExplainedVariance
-from captum_genomics.validation import _compare, _snapshot
+from captum_genomics.testing.checks import _compare, _snapshot
 from head_models import NeighbourModel
 
 DT = torch.float64

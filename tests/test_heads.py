@@ -31,7 +31,7 @@ from captum_genomics.heads import (
     per_head_outputs,
     reference_means,
 )
-from captum_genomics.validation import _compare, _snapshot
+from captum_genomics.testing.checks import _compare, _snapshot
 from head_models import NeighbourModel
 
 DT = torch.float64
@@ -508,7 +508,7 @@ def test_default_batch_size_bounds_the_gathered_bytes():
 
 
 def test_check_finite_overflow_falls_back_to_the_full_check():
-    from captum_genomics._checks import check_finite
+    from captum_genomics._utils.checks import check_finite
 
     big = torch.full((4,), 3e38, dtype=torch.float32)      # the sum overflows; all finite
     check_finite(big, "x")

@@ -1,4 +1,4 @@
-"""FASTA reading and one-hot encoding/decoding (captum_genomics.io)."""
+"""FASTA reading and one-hot encoding/decoding (captum_genomics.seq.io)."""
 
 import gzip
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from captum_genomics.io import ALPHABET, one_hot_decode, one_hot_encode, read_fasta
+from captum_genomics.seq.io import ALPHABET, one_hot_decode, one_hot_encode, read_fasta
 
 
 def _brute_force_encode(seqs):

@@ -1,12 +1,12 @@
-"""PWM log-odds and scanning (captum_genomics.motifs), checked by brute force."""
+"""PWM log-odds and scanning (captum_genomics.seq.motifs), checked by brute force."""
 
 import numpy as np
 import pytest
 import torch
 
-from captum_genomics.datasets import load_ctcf_motif
-from captum_genomics.io import one_hot_encode
-from captum_genomics.motifs import Motif, load_jaspar, log_odds, scan, scan_best_match
+from captum_genomics.seq.datasets import load_ctcf_motif
+from captum_genomics.seq.io import one_hot_encode
+from captum_genomics.seq.motifs import Motif, load_jaspar, log_odds, scan, scan_best_match
 
 COMPLEMENT = {"A": "T", "C": "G", "G": "C", "T": "A"}
 

@@ -5,7 +5,7 @@ import pytest
 
 pytest.importorskip("scanpy")
 
-from captum_genomics.pbmc import load_pbmc68k, recover_counts, stratified_split  # noqa: E402
+from captum_genomics.sc.pbmc import load_pbmc68k, recover_counts, stratified_split  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ import torch
 
 pytest.importorskip("scanpy")
 
-from captum_genomics.neighbours import (  # noqa: E402
+from captum_genomics.sc.neighbours import (  # noqa: E402
     neighbour_index_from_graph,
     neighbour_inputs,
 )
-from captum_genomics.pbmc import load_pbmc68k  # noqa: E402
+from captum_genomics.sc.pbmc import load_pbmc68k  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,7 +8,7 @@ import pytest
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 
-from captum_genomics.plot_heads import plot_ev_bars, plot_gene_head_heatmap  # noqa: E402
+from captum_genomics.sc.plot_heads import plot_ev_bars, plot_gene_head_heatmap  # noqa: E402
 from test_explained_variance import make_result  # noqa: E402
 
 

@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from captum_genomics import deeplift_multipliers
-from captum_genomics.rules import (
+from captum_genomics.deeplift.rules import (
     ELEMENTWISE_OPS,
     Rescale,
     RuleRegistry,
@@ -259,7 +259,7 @@ def test_warnings_point_at_the_caller():
 
 @pytest.mark.parametrize("padding,dilation,k", [(0, 1, 3), (2, 2, 3), (8, 8, 3), (3, 1, 7), (0, 4, 5)])
 def test_conv1d_input_gradient_matches_autograd(padding, dilation, k):
-    from captum_genomics.rules.conv import MIN_CHANNELS
+    from captum_genomics.deeplift.rules.conv import MIN_CHANNELS
 
     conv = nn.Conv1d(MIN_CHANNELS, 5, k, padding=padding, dilation=dilation).double()
     x = torch.randn(3, MIN_CHANNELS, 30, dtype=D)

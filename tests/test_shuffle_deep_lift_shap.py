@@ -285,7 +285,7 @@ def test_error_unknown_strategy(setup):
 
 
 def test_auto_strategy_picks_by_activation_size():
-    from captum_genomics.deeplift import AUTO_EXAMPLES_MIN_NUMEL, DeepLiftPasses, detached_forward
+    from captum_genomics.deeplift.engine import AUTO_EXAMPLES_MIN_NUMEL, DeepLiftPasses, detached_forward
 
     small = CNN().double().eval()
     wide = nn.Sequential(nn.Conv1d(4, AUTO_EXAMPLES_MIN_NUMEL // 16, 1), nn.ReLU(),

@@ -13,21 +13,21 @@ The math lives in small modules, each tested against an exact computation:
 - :mod:`.io`: saving and loading trained networks.
 """
 
-from .exact import all_coalitions, exact_shapley, exact_shapley_from_values, shapley_coefficients
-from .explainer import MLPExplainer, default_hidden_width, estimate_shapley
-from .games import BaselineGame, Game, MarginalGame, SurrogateGame
-from .io import load_module, save_module
-from .normalization import additive_efficient_normalization, efficiency_gap
-from .permutation import permutation_shapley_estimates
-from .players import Players, as_players
-from .sampling import (
+from captum_genomics.fastshap.exact import all_coalitions, exact_shapley, exact_shapley_from_values, shapley_coefficients
+from captum_genomics.fastshap.explainer import MLPExplainer, default_hidden_width, estimate_shapley
+from captum_genomics.fastshap.games import BaselineGame, Game, MarginalGame, SurrogateGame
+from captum_genomics.fastshap.io import load_module, save_module
+from captum_genomics.fastshap.normalization import additive_efficient_normalization, efficiency_gap
+from captum_genomics.fastshap.permutation import permutation_shapley_estimates
+from captum_genomics.fastshap.players import Players, as_players
+from captum_genomics.fastshap.sampling import (
     coalitions_of_sizes,
     sample_shapley_coalitions,
     sample_uniform_size_coalitions,
     shapley_kernel_size_probs,
 )
-from .surrogate import MaskedSurrogate, surrogate_loss, train_surrogate
-from .training import explainer_loss, train_explainer
+from captum_genomics.fastshap.surrogate import MaskedSurrogate, surrogate_loss, train_surrogate
+from captum_genomics.fastshap.training import explainer_loss, train_explainer
 
 __all__ = [
     "Players",

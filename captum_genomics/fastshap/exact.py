@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .._checks import check_positive_int
+from captum_genomics._utils.checks import check_positive_int
 
 __all__ = [
     "MAX_EXACT_PLAYERS",

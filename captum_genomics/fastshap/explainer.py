@@ -19,9 +19,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_positive_int
-from .games import active_players
-from .normalization import constrain
+from captum_genomics._utils.checks import check_positive_int
+from captum_genomics.fastshap.games import active_players
+from captum_genomics.fastshap.normalization import constrain
 
 __all__ = ["MLPExplainer", "default_hidden_width", "build_mlp", "estimate_shapley", "ACTIVATIONS"]
 

@@ -28,7 +28,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from .players import Players, as_players
+from captum_genomics.fastshap.players import Players, as_players
 
 __all__ = [
     "Game", "BaselineGame", "MarginalGame", "SurrogateGame", "LINKS", "active_players"]

@@ -21,9 +21,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .explainer import MLPExplainer
-from .players import Players
-from .surrogate import MaskedSurrogate
+from captum_genomics.fastshap.explainer import MLPExplainer
+from captum_genomics.fastshap.players import Players
+from captum_genomics.fastshap.surrogate import MaskedSurrogate
 
 __all__ = ["save_module", "load_module", "FORMAT", "VERSION"]
 

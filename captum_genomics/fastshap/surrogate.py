@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F_
 from torch import Tensor, nn
 
-from .._checks import check_positive_int
-from .explainer import _seeded_init, build_mlp, default_hidden_width
-from .players import Players
-from .sampling import sample_uniform_size_coalitions
-from .training import _check_data, _fit, _generator, _in_chunks, _module_device
+from captum_genomics._utils.checks import check_positive_int
+from captum_genomics.fastshap.explainer import _seeded_init, build_mlp, default_hidden_width
+from captum_genomics.fastshap.players import Players
+from captum_genomics.fastshap.sampling import sample_uniform_size_coalitions
+from captum_genomics.fastshap.training import _check_data, _fit, _generator, _in_chunks, _module_device
 
 __all__ = ["MaskedSurrogate", "train_surrogate", "surrogate_loss", "TASKS"]
 

@@ -32,12 +32,12 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._checks import check_positive_int
-from .games import active_players
-from .normalization import constrain
-from .permutation import permutation_shapley_estimates
-from .players import Players
-from .sampling import sample_shapley_coalitions
+from captum_genomics._utils.checks import check_positive_int
+from captum_genomics.fastshap.games import active_players
+from captum_genomics.fastshap.normalization import constrain
+from captum_genomics.fastshap.permutation import permutation_shapley_estimates
+from captum_genomics.fastshap.players import Players
+from captum_genomics.fastshap.sampling import sample_shapley_coalitions
 
 __all__ = ["train_explainer", "explainer_loss"]
 

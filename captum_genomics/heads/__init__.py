@@ -9,7 +9,7 @@
   as (variant, example) rows in a few batched passes.
 """
 
-from .ablation import (
+from captum_genomics.heads.ablation import (
     ABLATIONS,
     DEFAULT_BATCH_ROWS,
     DEFAULT_CHUNK_BYTES,
@@ -19,7 +19,7 @@ from .ablation import (
     keep_masks,
     reference_means,
 )
-from .adapters import (
+from captum_genomics.heads.adapters import (
     HeadAdapter,
     HeadAxisAdapter,
     MultiheadAttentionAdapter,
@@ -27,7 +27,7 @@ from .adapters import (
     UnsupportedAttentionError,
     per_head_outputs,
 )
-from .registry import AdapterFactory, HeadAdapterRegistry, default_head_adapters
+from captum_genomics.heads.registry import AdapterFactory, HeadAdapterRegistry, default_head_adapters
 
 __all__ = [
     "HeadAdapter",

@@ -20,9 +20,9 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from .._captum_compat import format_additional_forward_args
-from .._checks import check_eval_mode, check_finite, check_positive_int
-from .adapters import HeadAdapter
+from captum_genomics._utils.captum import format_additional_forward_args
+from captum_genomics._utils.checks import check_eval_mode, check_finite, check_positive_int
+from captum_genomics.heads.adapters import HeadAdapter
 
 __all__ = [
     "ablated_forward",

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from torch import nn
 
-from .adapters import HeadAdapter, MultiheadAttentionAdapter, UnsupportedAttentionError
+from captum_genomics.heads.adapters import HeadAdapter, MultiheadAttentionAdapter, UnsupportedAttentionError
 
 __all__ = ["AdapterFactory", "HeadAdapterRegistry", "default_head_adapters"]
 

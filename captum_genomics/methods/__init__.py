@@ -1,8 +1,8 @@
 """Captum ``Attribution`` subclasses: orchestration only, the math lives elsewhere."""
 
-from .fast_shap import FastSHAP
-from .head_ablation import HeadAblationExplainedVariance
-from .shuffle_deep_lift_shap import ConvergenceDeltaWarning, ShuffleDeepLiftShap
+from captum_genomics.methods.fast_shap import FastSHAP
+from captum_genomics.methods.head_ablation import HeadAblationExplainedVariance
+from captum_genomics.methods.shuffle_deep_lift_shap import ConvergenceDeltaWarning, ShuffleDeepLiftShap
 
 __all__ = [
     "ShuffleDeepLiftShap",

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._captum_compat import PerturbationAttribution, format_additional_forward_args, log_usage
-from .._checks import check_eval_mode, check_finite, check_positive_int
-from ..fastshap.explainer import MLPExplainer
-from ..fastshap.games import (
+from captum_genomics._utils.captum import PerturbationAttribution, format_additional_forward_args, log_usage
+from captum_genomics._utils.checks import check_eval_mode, check_finite, check_positive_int
+from captum_genomics.fastshap.explainer import MLPExplainer
+from captum_genomics.fastshap.games import (
     LINKS,
     BaselineGame,
     Game,
@@ -28,13 +28,13 @@ from ..fastshap.games import (
     SurrogateGame,
     active_players,
 )
-from ..fastshap.io import FORMAT as MODULE_FORMAT
-from ..fastshap.io import VERSION as MODULE_VERSION
-from ..fastshap.io import load_module, save_module
-from ..fastshap.normalization import additive_efficient_normalization
-from ..fastshap.players import Players, as_players
-from ..fastshap.surrogate import MaskedSurrogate, train_surrogate
-from ..fastshap.training import train_explainer
+from captum_genomics.fastshap.io import FORMAT as MODULE_FORMAT
+from captum_genomics.fastshap.io import VERSION as MODULE_VERSION
+from captum_genomics.fastshap.io import load_module, save_module
+from captum_genomics.fastshap.normalization import additive_efficient_normalization
+from captum_genomics.fastshap.players import Players, as_players
+from captum_genomics.fastshap.surrogate import MaskedSurrogate, train_surrogate
+from captum_genomics.fastshap.training import train_explainer
 
 __all__ = ["FastSHAP"]
 

@@ -11,7 +11,7 @@ Benjamini-Hochberg correction.
 Orchestration only. The heads are reached through
 :mod:`captum_genomics.heads` (one batched :func:`~captum_genomics.heads.ablated_forward`
 for all variants, plus one unablated forward); the statistics are
-:mod:`captum_genomics.summaries.explained_variance`.
+:mod:`captum_genomics.stats.explained_variance`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._captum_compat import PerturbationAttribution, log_usage
-from .._checks import check_eval_mode, check_finite, check_positive_int
-from ..heads import (
+from captum_genomics._utils.captum import PerturbationAttribution, log_usage
+from captum_genomics._utils.checks import check_eval_mode, check_finite, check_positive_int
+from captum_genomics.heads import (
     ABLATIONS,
     MODES,
     HeadAdapter,
@@ -34,8 +34,8 @@ from ..heads import (
     default_head_adapters,
     keep_masks,
 )
-from ..heads.ablation import _as_args, _as_inputs, default_batch_size
-from ..summaries.explained_variance import (
+from captum_genomics.heads.ablation import _as_args, _as_inputs, default_batch_size
+from captum_genomics.stats.explained_variance import (
     HeadAblationResult,
     adjust_p_values,
     check_alpha,

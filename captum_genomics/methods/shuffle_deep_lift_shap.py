@@ -1,9 +1,9 @@
 """``ShuffleDeepLiftShap``: DeepLIFT/SHAP against per-example shuffled references.
 
 Orchestration only: references come from :mod:`captum_genomics.references`,
-the multipliers from :mod:`captum_genomics.deeplift`, the rules from
-:mod:`captum_genomics.rules` and hypothetical contributions from
-:mod:`captum_genomics.contributions`.
+the multipliers from :mod:`captum_genomics.deeplift.engine`, the rules from
+:mod:`captum_genomics.deeplift.rules` and hypothetical contributions from
+:mod:`captum_genomics.deeplift.contributions`.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from typing import Any, Callable, Literal, Sequence, overload
 import torch
 from torch import Tensor
 
-from .._captum_compat import GradientAttribution, format_additional_forward_args, log_usage
-from .._checks import check_eval_mode, check_finite, check_positive_int, check_shape
-from ..contributions import pair_hypothetical
-from ..deeplift import DeepLiftPasses, detached_forward
-from ..rules.registry import RuleRegistry, UnsupportedOperationWarning, default_rules
-from ._targets import make_selector, validate_target
+from captum_genomics._utils.captum import GradientAttribution, format_additional_forward_args, log_usage
+from captum_genomics._utils.checks import check_eval_mode, check_finite, check_positive_int, check_shape
+from captum_genomics.deeplift.contributions import pair_hypothetical
+from captum_genomics.deeplift.engine import DeepLiftPasses, detached_forward
+from captum_genomics.deeplift.rules.registry import RuleRegistry, UnsupportedOperationWarning, default_rules
+from captum_genomics._utils.targets import make_selector, validate_target
 
 __all__ = ["ShuffleDeepLiftShap", "ConvergenceDeltaWarning"]
 
@@ -81,7 +81,7 @@ class _References:
             self.tensors, self.generators, self.k = tensors, None, int(k)
         else:
             check_positive_int(n_references, "n_references")
-            from ..references import resolve_reference_generator
+            from captum_genomics.references import resolve_reference_generator
 
             specs = tuple(given) if isinstance(given, (tuple, list)) else (given,) * len(inputs)
             if len(specs) != len(inputs):
@@ -149,7 +149,7 @@ class ShuffleDeepLiftShap(GradientAttribution):
     * rules are applied to torch *operations*, not modules, so functional
       activations (``torch.relu``, ``F.gelu``), reused modules and subclasses
       of ``nn.ReLU`` are all handled, and an op without a rule is reported,
-      never silently treated as linear (see :mod:`captum_genomics.rules`);
+      never silently treated as linear (see :mod:`captum_genomics.deeplift.rules`);
     * the max-pool rule is exact, also for overlapping and dilated windows;
     * each batch runs a gradient-free forward of the references, then one
       forward and one backward of the inputs (no parameter gradients), about
@@ -166,13 +166,13 @@ class ShuffleDeepLiftShap(GradientAttribution):
         output ``(B,)``, ``(B, T)`` or ``(B, T, ...)`` indexed by ``target``.
         Dropout and batch-norm layers must be in eval mode.
     rules : RuleRegistry, optional
-        The rule registry; default :func:`~captum_genomics.rules.default_rules`.
+        The rule registry; default :func:`~captum_genomics.deeplift.rules.default_rules`.
         Extend or override it per instance or per call.
     strict : bool
         If True, an operation on input-dependent tensors with no rule raises
-        :class:`~captum_genomics.rules.UnsupportedOperationError`; otherwise
+        :class:`~captum_genomics.deeplift.rules.UnsupportedOperationError`; otherwise
         it is treated as linear with an
-        :class:`~captum_genomics.rules.UnsupportedOperationWarning` naming it.
+        :class:`~captum_genomics.deeplift.rules.UnsupportedOperationWarning` naming it.
         Default False.
     """
 
@@ -256,7 +256,7 @@ class ShuffleDeepLiftShap(GradientAttribution):
         hypothetical : bool
             Return hypothetical contributions ``(N, A, L)`` (the contribution
             each base would have at each position; see
-            :func:`~captum_genomics.contributions.hypothetical_contributions`)
+            :func:`~captum_genomics.deeplift.contributions.hypothetical_contributions`)
             instead of contributions of the observed bases. One-hot inputs
             only. Default False.
         return_multipliers : bool
@@ -285,7 +285,7 @@ class ShuffleDeepLiftShap(GradientAttribution):
             Override the instance's rule registry / strictness for this call.
         strategy : {"auto", "examples", "pairs"}
             How a batch is computed (see
-            :class:`~captum_genomics.deeplift.DeepLiftPasses`): ``"examples"``
+            :class:`~captum_genomics.deeplift.engine.DeepLiftPasses`): ``"examples"``
             runs each example forward once and backward once per reference,
             ``"pairs"`` gives every pair its own row and one backward.
             ``"auto"`` (default) picks by the model's activation size, which

@@ -12,7 +12,7 @@ the input's dtype and device, and never modifies its input.
   method can hold; :func:`resolve_reference_generator` maps user input to one.
 """
 
-from .generators import (
+from captum_genomics.references.generators import (
     REFERENCE_NAMES,
     CallableReferences,
     DinucleotideShuffle,
@@ -23,8 +23,8 @@ from .generators import (
     ZeroReferences,
     resolve_reference_generator,
 )
-from .shuffle import dinucleotide_shuffle, kmer_shuffle
-from .simple import gc_matched_references, uniform_references, zero_references
+from captum_genomics.references.shuffle import dinucleotide_shuffle, kmer_shuffle
+from captum_genomics.references.simple import gc_matched_references, uniform_references, zero_references
 
 __all__ = [
     "kmer_shuffle",

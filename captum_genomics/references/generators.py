@@ -13,9 +13,9 @@ from typing import Callable
 
 from torch import Tensor
 
-from .._checks import check_positive_int
-from .shuffle import kmer_shuffle
-from .simple import gc_matched_references, uniform_references, zero_references
+from captum_genomics._utils.checks import check_positive_int
+from captum_genomics.references.shuffle import kmer_shuffle
+from captum_genomics.references.simple import gc_matched_references, uniform_references, zero_references
 
 __all__ = [
     "ReferenceGenerator",

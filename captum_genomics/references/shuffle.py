@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_one_hot, check_positive_int, check_shape, check_tensor
-from . import _kernels
+from captum_genomics._utils.checks import check_one_hot, check_positive_int, check_shape, check_tensor
+from captum_genomics.references import _kernels
 
 __all__ = ["kmer_shuffle", "dinucleotide_shuffle"]
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .._checks import check_one_hot, check_positive_int
-from . import _kernels
-from .shuffle import _check_sequences, _parallel, _prepare_draw, _write_task
+from captum_genomics._utils.checks import check_one_hot, check_positive_int
+from captum_genomics.references import _kernels
+from captum_genomics.references.shuffle import _check_sequences, _parallel, _prepare_draw, _write_task
 
 __all__ = ["zero_references", "uniform_references", "gc_matched_references"]
 

@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from captum_genomics.io import one_hot_encode
-from captum_genomics.modisco import modisco_command, save_modisco_inputs, save_npz
-from captum_genomics.motifs import Motif, scan_best_match
+from captum_genomics.seq.io import one_hot_encode
+from captum_genomics.seq.modisco import modisco_command, save_modisco_inputs, save_npz
+from captum_genomics.seq.motifs import Motif, scan_best_match
 
 __all__ = [
     "AttributionResult",
@@ -231,7 +231,7 @@ def motif_overlap(result: AttributionResult, motif: Motif) -> dict:
     result
         From :func:`attribute_sequences`.
     motif
-        Scanned on both strands with :func:`~captum_genomics.motifs.scan_best_match`
+        Scanned on both strands with :func:`~captum_genomics.seq.motifs.scan_best_match`
         (pseudocount 1, uniform background).
 
     Returns
@@ -291,7 +291,7 @@ def _write_table(path: Path, names: Sequence[str], result: AttributionResult, ov
 
 def _save_logo(path: Path, result: AttributionResult, names, motif: Motif | None, overlap: dict | None, pad: int = 5):
     """Logo of the strongest window over all sequences (largest window sum)."""
-    from captum_genomics.plot import save_attribution_figure
+    from captum_genomics.seq.plot import save_attribution_figure
 
     width = motif.width if motif is not None else min(20, result.one_hot.shape[-1])
     if overlap is None:
@@ -478,7 +478,7 @@ def run_attribution_job(
         files += ["controls_ohe.npz", "controls_contributions.npz"]
     if plot:
         try:
-            from captum_genomics.plot import _import_plotting
+            from captum_genomics.seq.plot import _import_plotting
 
             _import_plotting()
         except ImportError as err:
@@ -523,7 +523,7 @@ def run_ctcf_job(
         Default: :func:`~captum_genomics.zoo.load_ctcf_model`, the shipped CNN.
     sequences
         One-hot tensor ``(N, 4, L)`` or equal-length strings. Default: the 50
-        test-split peaks of :func:`~captum_genomics.datasets.load_ctcf_peaks`
+        test-split peaks of :func:`~captum_genomics.seq.datasets.load_ctcf_peaks`
         (never seen in training or model selection).
     n_references
         Dinucleotide shuffles per sequence. Default 20.
@@ -547,7 +547,7 @@ def run_ctcf_job(
         See :func:`run_attribution_job`; always includes the motif overlap for
         JASPAR MA0139.2 and the shuffled controls.
     """
-    from captum_genomics.datasets import load_ctcf_motif, load_ctcf_peaks
+    from captum_genomics.seq.datasets import load_ctcf_motif, load_ctcf_peaks
     from captum_genomics.zoo.ctcf import ctcf_split, load_ctcf_model
 
     if model is None:

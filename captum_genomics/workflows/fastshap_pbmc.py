@@ -2,7 +2,7 @@
 
 What :func:`run_fastshap_job` does, in order:
 
-1. loads ``pbmc68k_reduced`` (:func:`captum_genomics.pbmc.load_pbmc68k`: 700
+1. loads ``pbmc68k_reduced`` (:func:`captum_genomics.sc.pbmc.load_pbmc68k`: 700
    cells, 765 genes, log-normalized, fixed stratified split) and the shipped
    classifier (:func:`captum_genomics.zoo.pbmc.load_pbmc_classifier`);
 2. fits :class:`~captum_genomics.FastSHAP` on the train split (validation
@@ -18,7 +18,7 @@ What :func:`run_fastshap_job` does, in order:
    default) or the model's predicted class, with the efficiency gap
    (convergence delta);
 4. writes ``gene_table.csv`` (every gene in every class: mean, std, n, 95% t
-   CI, rank; :func:`captum_genomics.summaries.attribution_table`),
+   CI, rank; :func:`captum_genomics.stats.attribution_table`),
    ``top_genes.csv`` (top positive and negative genes per class, known markers
    flagged), ``attributions.npz``, ``fastshap.pt`` (:meth:`FastSHAP.save`),
    ``summary.json``, ``top_genes.png`` and ``stacked_contributions.png``;
@@ -154,7 +154,7 @@ def run_fastshap_on_data(
     """
     from captum_genomics import FastSHAP
     from captum_genomics.fastshap.augment import feature_dropout
-    from captum_genomics.summaries import attribution_table, top_genes
+    from captum_genomics.stats import attribution_table, top_genes
 
     if target not in ("true", "predicted"):
         raise ValueError(f"`target` must be 'true' or 'predicted', got {target!r}.")
@@ -240,7 +240,7 @@ def run_fastshap_on_data(
     files = ["gene_table.csv", "top_genes.csv", "attributions.npz", "fastshap.pt", "summary.json"]
     if plot:
         try:
-            from captum_genomics.plot_sc import plot_stacked_contributions, plot_top_genes_grid
+            from captum_genomics.sc.plot import plot_stacked_contributions, plot_top_genes_grid
 
             fig = plot_top_genes_grid(table, k=min(top_k, 8), markers=markers)
             fig.savefig(out_dir / "top_genes.png", dpi=110)
@@ -290,7 +290,7 @@ def run_fastshap_job(out_dir: str | os.PathLike = "captum_genomics_fastshap_out"
     dict
         See :func:`run_fastshap_on_data`.
     """
-    from captum_genomics.pbmc import load_pbmc68k
+    from captum_genomics.sc.pbmc import load_pbmc68k
     from captum_genomics.zoo.pbmc import load_pbmc_classifier
 
     data = load_pbmc68k()

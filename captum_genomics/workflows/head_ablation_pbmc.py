@@ -3,7 +3,7 @@
 What :func:`run_head_ablation_job` does, in order:
 
 1. loads ``pbmc68k_reduced`` as neighbour inputs
-   (:func:`captum_genomics.neighbours.neighbour_inputs`: each cell's 9 kNN
+   (:func:`captum_genomics.sc.neighbours.neighbour_inputs`: each cell's 9 kNN
    neighbours' expression, its cell type, its own expression; 700 cells, 765
    genes, 10 types) and the shipped attention-over-neighbours model
    (:func:`captum_genomics.zoo.pbmc_attention.load_pbmc_attention_model`,
@@ -84,8 +84,8 @@ def format_head_table(result) -> str:
 
 
 def _heatmap_grid(result, groups: Sequence[str], k: int):
-    from captum_genomics._figures import figure_class
-    from captum_genomics.plot_heads import plot_gene_head_heatmap
+    from captum_genomics._utils.figures import figure_class
+    from captum_genomics.sc.plot_heads import plot_gene_head_heatmap
 
     n = len(groups)
     ncols = min(n, 5)
@@ -171,7 +171,7 @@ def run_head_ablation_on_data(
         indices, group lengths, NaN, alpha) and ``ValueError`` for a
         ``top_k`` below 1.
     """
-    from captum_genomics._checks import check_positive_int
+    from captum_genomics._utils.checks import check_positive_int
     from captum_genomics.methods.head_ablation import HeadAblationExplainedVariance
 
     check_positive_int(top_k, "top_k")
@@ -205,7 +205,7 @@ def run_head_ablation_on_data(
     ]
     if plot:
         try:
-            from captum_genomics.plot_heads import plot_ev_bars
+            from captum_genomics.sc.plot_heads import plot_ev_bars
 
             plot_ev_bars(result).savefig(out_dir / "ev_bars.png", dpi=110,
                                          bbox_inches="tight")
@@ -281,7 +281,7 @@ def run_head_ablation_job(out_dir: str | os.PathLike = "captum_genomics_heads_ou
     ValueError
         For an unknown ``cells`` (and as :func:`run_head_ablation_on_data`).
     """
-    from captum_genomics.neighbours import neighbour_inputs
+    from captum_genomics.sc.neighbours import neighbour_inputs
     from captum_genomics.zoo.pbmc_attention import load_pbmc_attention_model
 
     if cells not in CELL_SETS:

@@ -5,7 +5,7 @@ predictor: two convolutions, a max-pool and a global mean, only layers that
 DeepLIFT's rules cover (``Conv1d``, ``ReLU``, ``MaxPool1d``, the linear
 ``AdaptiveAvgPool1d``, ``Flatten``, ``Dropout`` in eval mode, ``Linear``).
 Its weights were fitted by ``scripts/train_ctcf.py`` on the vendored peaks
-(:func:`captum_genomics.datasets.load_ctcf_peaks`); ``ctcf_cnn.json`` beside
+(:func:`captum_genomics.seq.datasets.load_ctcf_peaks`); ``ctcf_cnn.json`` beside
 the weights records the architecture, the train/validation/test split and the
 held-out metrics.
 """
@@ -102,7 +102,7 @@ def load_ctcf_metadata() -> dict:
         Keys include ``"architecture"`` (the :class:`CTCFNet` keyword
         arguments), ``"split"`` (lists of peak indices ``"train"``,
         ``"validation"``, ``"test"`` into
-        :func:`~captum_genomics.datasets.load_ctcf_peaks`), ``"metrics"``
+        :func:`~captum_genomics.seq.datasets.load_ctcf_peaks`), ``"metrics"``
         (held-out AUROC) and ``"training"`` (seed, epochs, optimiser).
     """
     with open(_zoo_path(METADATA_FILE), encoding="utf-8") as handle:

@@ -5,10 +5,10 @@ state-of-the-art annotator. Input: the log-normalized expression of **all 765
 genes** of ``pbmc68k_reduced`` (``adata.raw.X``), so every gene is a player and
 the attributions cover the whole panel (the panel is already a
 highly-variable-gene selection, so no further HVG filter is applied). Output:
-10 logits, in the order of :attr:`captum_genomics.pbmc.PBMCData.label_names`.
+10 logits, in the order of :attr:`captum_genomics.sc.pbmc.PBMCData.label_names`.
 
 Its weights were fitted by ``scripts/train_pbmc.py`` on the fixed stratified
-split of :func:`captum_genomics.pbmc.load_pbmc68k` (seed 0);
+split of :func:`captum_genomics.sc.pbmc.load_pbmc68k` (seed 0);
 ``pbmc_classifier.json`` beside the weights records the architecture, split,
 class names and held-out metrics.
 """

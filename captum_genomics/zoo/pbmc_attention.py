@@ -18,7 +18,7 @@ path models the variation *within* a cell type, which is what head ablation
 with within-type explained variance measures. Genes: all 765 of
 ``pbmc68k_reduced`` (already a highly-variable panel), log-normalized
 (``adata.raw.X``). Neighbours: the 9 kNN-graph neighbours of
-:func:`captum_genomics.neighbours.neighbour_inputs` (expression-space
+:func:`captum_genomics.sc.neighbours.neighbour_inputs` (expression-space
 neighbours, self excluded; not spatial, so this is expression smoothing, not
 cell-cell communication).
 
@@ -37,7 +37,7 @@ from importlib import resources
 import torch
 from torch import Tensor, nn
 
-from captum_genomics._checks import check_shape, check_tensor
+from captum_genomics._utils.checks import check_shape, check_tensor
 
 __all__ = ["NeighbourAttentionModel", "load_pbmc_attention_model",
            "load_pbmc_attention_metadata", "WEIGHTS_FILE", "METADATA_FILE"]

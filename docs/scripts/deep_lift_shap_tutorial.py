@@ -26,11 +26,11 @@ from captum_genomics import (
     UnsupportedOperationWarning,
     default_rules,
 )
-from captum_genomics.datasets import load_ctcf_motif, load_ctcf_peaks
-from captum_genomics.motifs import scan, scan_best_match
-from captum_genomics.plot import save_attribution_figure
+from captum_genomics.seq.datasets import load_ctcf_motif, load_ctcf_peaks
+from captum_genomics.seq.motifs import scan, scan_best_match
+from captum_genomics.seq.plot import save_attribution_figure
 from captum_genomics.references import DinucleotideShuffle, dinucleotide_shuffle
-from captum_genomics.rules import Rescale
+from captum_genomics.deeplift.rules import Rescale
 from captum_genomics.workflows.deeplift_ctcf import top_windows
 from captum_genomics.zoo import ctcf_split, load_ctcf_model
 

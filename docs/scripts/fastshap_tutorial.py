@@ -18,9 +18,9 @@ from captum.attr import ShapleyValueSampling
 
 from captum_genomics import FastSHAP
 from captum_genomics.fastshap.augment import feature_dropout
-from captum_genomics.pbmc import load_pbmc68k
-from captum_genomics.plot_sc import plot_stacked_contributions, plot_top_genes_grid
-from captum_genomics.summaries import attribution_table, top_genes
+from captum_genomics.sc.pbmc import load_pbmc68k
+from captum_genomics.sc.plot import plot_stacked_contributions, plot_top_genes_grid
+from captum_genomics.stats import attribution_table, top_genes
 from captum_genomics.workflows.fastshap_pbmc import PBMC_MARKERS
 from captum_genomics.zoo.pbmc import load_pbmc_classifier, load_pbmc_metadata
 

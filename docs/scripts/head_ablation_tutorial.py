@@ -21,8 +21,8 @@ from captum_genomics.heads import (
     default_head_adapters,
 )
 from captum_genomics.methods.head_ablation import HeadAblationExplainedVariance
-from captum_genomics.neighbours import neighbour_inputs
-from captum_genomics.plot_heads import plot_ev_bars
+from captum_genomics.sc.neighbours import neighbour_inputs
+from captum_genomics.sc.plot_heads import plot_ev_bars
 from captum_genomics.workflows.head_ablation_pbmc import _heatmap_grid, format_head_table
 from captum_genomics.zoo.pbmc_attention import (
     load_pbmc_attention_metadata,

@@ -1,0 +1,11 @@
+"""One home for each small job the methods share.
+
+- :mod:`.captum`: the one module that imports Captum's private helpers.
+- :mod:`.checks`: input checks that raise clear errors naming the argument.
+- :mod:`.targets`: Captum ``target`` validation and selection.
+- :mod:`.batching`: per-example indexing of inputs and ``additional_forward_args``.
+- :mod:`.devices`: the device and dtype of a model.
+- :mod:`.models`: loading a user's model from ``MODULE_OR_FILE:NAME`` and weights.
+- :mod:`.figures`: matplotlib, imported lazily.
+- :mod:`.deprecation`: old keyword names kept for one release.
+"""

@@ -1,0 +1,125 @@
+"""The interface every DeepLIFT rule implements.
+
+A rule replaces the gradient of one nonlinear operation with DeepLIFT
+multipliers. Rules see the operation twice, in the two passes the engine in
+:mod:`captum_genomics.deeplift.engine` runs for every batch of example-reference pairs:
+
+1. the **reference pass** (no autograd graph) over ``R * n`` references,
+   ordered reference-major (row ``k * n + e`` is reference ``k`` of example
+   ``e``), where :meth:`Rule.record` keeps what the rule needs from the
+   reference activations (``state``), and
+2. the **input pass** (with autograd) over the ``n`` examples only, where
+   :meth:`Rule.apply` computes the operation on the inputs and attaches a
+   backward that uses ``state``. The engine then runs one backward per
+   reference ``k`` through this one graph, setting ``pairs.k`` before each;
+   a rule's backward multiplies by its multipliers for reference ``pairs.k``.
+
+Both passes see the same operations in the same order, so the ``i``-th
+recorded state belongs to the ``i``-th call in the input pass. Rules hold no
+per-call state themselves and write nothing onto the user's modules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from typing import Any, Callable, Iterator
+
+from torch import Tensor
+
+__all__ = ["Rule", "PairCursor", "strip_inplace", "requires_grad"]
+
+
+class PairCursor:
+    """Which reference the current backward pass is for.
+
+    Attributes
+    ----------
+    n_examples : int
+        ``n``, the examples in the input pass.
+    n_references : int
+        ``R``, the references per example in this batch.
+    k : int
+        The reference whose multipliers the running backward computes.
+    """
+
+    def __init__(self, n_examples: int, n_references: int):
+        self.n_examples = int(n_examples)
+        self.n_references = int(n_references)
+        self.k = 0
+
+    def split(self, t: Tensor) -> Tensor:
+        """View a reference-pass tensor ``(R * n, ...)`` as ``(R, n, ...)``."""
+        return t.reshape(self.n_references, self.n_examples, *t.shape[1:])
+
+
+def strip_inplace(kwargs: dict) -> dict:
+    """Return ``kwargs`` with ``inplace`` forced to False (a copy; the input is unchanged)."""
+    if kwargs.get("inplace"):
+        kwargs = dict(kwargs)
+        kwargs["inplace"] = False
+    return kwargs
+
+
+class Rule:
+    """Base class of a DeepLIFT rule for one torch operation.
+
+    Subclasses implement :meth:`record` and :meth:`apply`. The default
+    :meth:`reference` runs the operation out of place and returns
+    ``(output, record(...))``.
+
+    Rules must be stateless across calls: anything a call needs travels in the
+    ``state`` returned by :meth:`record`.
+    """
+
+    #: Human-readable name of the rule, used in ``repr`` and messages.
+    name = "rule"
+
+    def reference(self, func: Callable, args: tuple, kwargs: dict) -> tuple[Any, Any]:
+        """Run ``func`` in the reference pass; return ``(output, state)``."""
+        kwargs = strip_inplace(kwargs)
+        out = func(*args, **kwargs)
+        return out, self.record(args, kwargs, out)
+
+    def record(self, args: tuple, kwargs: dict, output: Any) -> Any:
+        """What to keep from the reference pass (default: the first argument)."""
+        return args[0] if args else None
+
+    def apply(self, func: Callable, args: tuple, kwargs: dict, state: Any,
+              pairs: "PairCursor") -> Any:
+        """Run ``func`` on the ``n`` inputs with the rule's multipliers as its backward.
+
+        ``state`` comes from the reference pass over ``R * n`` rows (see
+        :meth:`PairCursor.split`); the backward must return the multipliers for
+        reference ``pairs.k``.
+        """
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+_INPUT_IDS: contextvars.ContextVar[frozenset] = contextvars.ContextVar(
+    "captum_genomics_input_ids", default=frozenset())
+
+
+@contextlib.contextmanager
+def attributed_inputs(tensors) -> Iterator[None]:
+    """Mark ``tensors`` as the attributed inputs of the current input pass."""
+    token = _INPUT_IDS.set(frozenset(id(t) for t in tensors))
+    try:
+        yield
+    finally:
+        _INPUT_IDS.reset(token)
+
+
+def requires_grad(x: Any) -> bool:
+    """True when ``x`` is a tensor that depends on the attributed inputs.
+
+    That is a tensor in the autograd graph of the input pass: a non-leaf that
+    requires grad, or one of the attributed inputs themselves. Parameters
+    (leaves) are constants even when they require grad, so models given as
+    closures over modules work too.
+    """
+    return isinstance(x, Tensor) and x.requires_grad and (
+        x.grad_fn is not None or id(x) in _INPUT_IDS.get())

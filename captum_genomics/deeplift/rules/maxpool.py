@@ -1,0 +1,190 @@
+"""The max-pool rule, exact for any window layout.
+
+For a pooling window ``W`` with input ``x`` and reference ``r``, the change in
+the output is ``dy = max(x_W) - max(r_W)``. The rule routes all of ``dy`` to a
+single input position and divides it by that position's own change, so the
+multipliers reproduce ``dy`` exactly:
+
+* if ``dy >= 0`` it goes to the argmax of ``x`` in ``W``;
+* if ``dy < 0`` it goes to the argmax of ``r`` in ``W``.
+
+The chosen position always has a nonzero input change unless ``dy == 0``
+(if ``x_a == r_a`` at ``a = argmax x`` then ``max x <= max r``), so the rule is
+exact, including for overlapping and dilated windows, where contributions
+routed to the same position accumulate. Positions whose input does not change
+take the ordinary max-pool gradient (its value cannot change the sum). This is
+the rule tangermeme 1.6 uses (``_maxpool`` in ``_deep_lift_utils.py``); Captum
+0.9 instead splits ``dy`` half and half between the two argmaxes and falls back
+to the gradient where the split position does not change, which loses
+additivity after a ReLU (6.7e-2 in float64 on a conv-ReLU-max-pool block).
+
+The same routing handles ``torch.max(x, dim)`` / ``torch.amax(x, dim)`` global
+max pooling.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from captum_genomics.deeplift.rules.base import Rule, requires_grad
+
+__all__ = ["MaxPool", "MaxReduce"]
+
+
+def _route(grad_flat, ix, ir, cx, cr, dx_flat):
+    numer = torch.zeros_like(dx_flat)
+    numer.scatter_add_(-1, ix, grad_flat * cx)
+    numer.scatter_add_(-1, ir, grad_flat * cr)
+    fallback = torch.zeros_like(dx_flat)
+    fallback.scatter_add_(-1, ix, grad_flat)
+    zero = dx_flat == 0
+    return torch.where(zero, fallback, numer / torch.where(zero, torch.ones_like(dx_flat), dx_flat))
+
+
+def _coefficients(y, yr):
+    top = torch.maximum(y, yr)
+    return top - yr, y - top
+
+
+class _MaxPoolFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, r, pool, pairs):
+        # x: (n, C, *spatial); r: (R * n, C, *spatial) reference-major
+        y, ix = pool(x)
+        yr, ir = pool(r)
+        n, c = x.shape[0], x.shape[1]
+        rr = pairs.n_references
+        yr, ir = yr.reshape(rr, *y.shape), ir.reshape(rr, n, c, -1)
+        cx, cr = _coefficients(y, yr)
+        dx = x - r.reshape(rr, *x.shape)
+        ctx.shapes = (x.shape, (n, c, -1))
+        ctx.pairs = pairs
+        ctx.save_for_backward(ix.reshape(n, c, -1), ir, cx.reshape(rr, n, c, -1),
+                              cr.reshape(rr, n, c, -1), dx.reshape(rr, n, c, -1))
+        ctx.mark_non_differentiable(ix)
+        return y, ix
+
+    @staticmethod
+    def backward(ctx, grad, _grad_ix):
+        ix, ir, cx, cr, dx = ctx.saved_tensors
+        shape, flat = ctx.shapes
+        k = ctx.pairs.k
+        g = grad.reshape(flat)
+        return _route(g, ix, ir[k], cx[k], cr[k], dx[k]).reshape(shape), None, None, None
+
+
+_WITH_INDICES = {
+    "max_pool1d": F.max_pool1d,
+    "max_pool2d": F.max_pool2d,
+    "max_pool3d": F.max_pool3d,
+    "max_pool1d_with_indices": F.max_pool1d,
+    "max_pool2d_with_indices": F.max_pool2d,
+    "max_pool3d_with_indices": F.max_pool3d,
+    "adaptive_max_pool1d": F.adaptive_max_pool1d,
+    "adaptive_max_pool2d": F.adaptive_max_pool2d,
+    "adaptive_max_pool3d": F.adaptive_max_pool3d,
+    "adaptive_max_pool1d_with_indices": F.adaptive_max_pool1d,
+    "adaptive_max_pool2d_with_indices": F.adaptive_max_pool2d,
+    "adaptive_max_pool3d_with_indices": F.adaptive_max_pool3d,
+}
+
+
+class MaxPool(Rule):
+    """Exact max-pool rule for ``max_pool{1,2,3}d`` and ``adaptive_max_pool{1,2,3}d``.
+
+    Works for overlapping, dilated and padded windows (``ceil_mode`` too) and
+    for batched inputs ``(B, C, *spatial)``. When the call asked for
+    ``return_indices=True`` the indices of the input pass are returned.
+    Follows tangermeme 1.6's max-pool rule (see the module docstring).
+    """
+
+    name = "maxpool"
+
+    def apply(self, func, args, kwargs, state, pairs):
+        x = args[0]
+        want_indices = bool(kwargs.get("return_indices", False)) or getattr(
+            func, "__name__", ""
+        ).endswith("with_indices")
+        if not requires_grad(x):
+            return func(*args, **kwargs)
+        name = getattr(func, "__name__", "")
+        base = _WITH_INDICES.get(name.strip("_"), func)
+        kw = {k: v for k, v in kwargs.items() if k != "return_indices"}
+        rest = args[1:]
+
+        def pool(t):
+            return base(t, *rest, **kw, return_indices=True)
+
+        y, ix = _MaxPoolFunction.apply(x, state.to(x.dtype), pool, pairs)
+        return (y, ix) if want_indices else y
+
+
+class _MaxReduceFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, r, dim, keepdim, pairs):
+        # x: (n, ...); r: (R, n, ...)
+        y, ix = x.max(dim=dim, keepdim=True)
+        yr, ir = r.max(dim=dim + 1, keepdim=True)
+        cx, cr = _coefficients(y, yr)
+        ctx.dim, ctx.keepdim, ctx.pairs = dim, keepdim, pairs
+        ctx.save_for_backward(ix, ir, cx, cr, x - r)
+        if not keepdim:
+            y, ix = y.squeeze(dim), ix.squeeze(dim)
+        ctx.mark_non_differentiable(ix)
+        return y, ix
+
+    @staticmethod
+    def backward(ctx, grad, _grad_ix):
+        ix, ir, cx, cr, dx = ctx.saved_tensors
+        k = ctx.pairs.k
+        ir, cx, cr, dx = ir[k], cx[k], cr[k], dx[k]
+        g = grad if ctx.keepdim else grad.unsqueeze(ctx.dim)
+        d = ctx.dim
+        numer = torch.zeros_like(dx).scatter_add_(d, ix, g * cx).scatter_add_(d, ir, g * cr)
+        fallback = torch.zeros_like(dx).scatter_add_(d, ix, g)
+        zero = dx == 0
+        out = torch.where(zero, fallback, numer / torch.where(zero, torch.ones_like(dx), dx))
+        return out, None, None, None, None
+
+
+def _parse_dim(args, kwargs):
+    dim = args[1] if len(args) > 1 else kwargs.get("dim")
+    keepdim = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
+    return dim, keepdim
+
+
+class MaxReduce(Rule):
+    """Exact rule for max over one axis: ``torch.max(x, dim)`` and ``torch.amax(x, dim)``.
+
+    The same routing as :class:`MaxPool` with the whole axis as the window
+    (global max pooling). Calls without a ``dim``, over several dims, or
+    comparing two tensors (``torch.max(a, b)``) are not covered and raise
+    :class:`~captum_genomics.deeplift.rules.UnsupportedOperationError` when the input
+    depends on the attributed inputs.
+    """
+
+    name = "maxreduce"
+
+    def apply(self, func, args, kwargs, state, pairs):
+        x = args[0]
+        if not requires_grad(x):
+            return func(*args, **kwargs)
+        from captum_genomics.deeplift.rules.registry import UnsupportedOperationError
+
+        dim, keepdim = _parse_dim(args, kwargs)
+        fname = getattr(func, "__name__", "max")
+        if isinstance(dim, (tuple, list)) and len(dim) == 1:
+            dim = dim[0]
+        if isinstance(dim, Tensor) or not isinstance(dim, int):
+            raise UnsupportedOperationError(
+                f"`{fname}` on an input-dependent tensor is supported over a single "
+                f"integer `dim` only (global max pooling); got dim={dim!r}."
+            )
+        dim = dim % x.ndim
+        y, ix = _MaxReduceFunction.apply(x, pairs.split(state).to(x.dtype), dim, bool(keepdim),
+                                         pairs)
+        if fname.strip("_") == "amax":
+            return y
+        return torch.return_types.max((y, ix))

@@ -1,0 +1,231 @@
+"""The rule registry: which DeepLIFT rule handles which torch operation.
+
+Operations are matched by name, so one entry covers every way of calling an
+op: ``torch.relu``, ``torch.nn.functional.relu``, ``Tensor.relu``, the in-place
+``relu_`` and the ``nn.ReLU`` module (and any user subclass of it, which calls
+the same function). Registries are immutable values: :meth:`RuleRegistry.with_rules`
+and :meth:`RuleRegistry.without` return new registries, so extending or
+overriding rules for one call never changes another call, and there is no
+global state.
+
+Operations that are neither in the registry nor known to be linear (see
+``LINEAR_OPS``) are reported when they act on input-dependent tensors: a
+warning that names them, or :class:`UnsupportedOperationError` under
+``strict=True``. They are never silently treated as linear.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Iterator, Mapping, Union
+
+from captum_genomics.deeplift.rules.base import Rule
+from captum_genomics.deeplift.rules.conv import Conv1dInputGradient
+from captum_genomics.deeplift.rules.glu import GLU
+from captum_genomics.deeplift.rules.maxpool import MaxPool, MaxReduce
+from captum_genomics.deeplift.rules.normalization import Normalization
+from captum_genomics.deeplift.rules.product import Product
+from captum_genomics.deeplift.rules.rescale import Rescale
+from captum_genomics.deeplift.rules.softmax import Softmax
+
+__all__ = [
+    "ALIASES",
+    "normalize_op_name",
+    "RuleRegistry",
+    "default_rules",
+    "op_name",
+    "UnsupportedOperationError",
+    "UnsupportedOperationWarning",
+    "LINEAR_OPS",
+    "ELEMENTWISE_OPS",
+]
+
+
+class UnsupportedOperationError(NotImplementedError):
+    """An operation on input-dependent tensors has no DeepLIFT rule (raised under ``strict=True``)."""
+
+
+class UnsupportedOperationWarning(UserWarning):
+    """An operation on input-dependent tensors has no DeepLIFT rule and was treated as linear."""
+
+
+#: Elementwise functions of one input-dependent tensor, handled by the rescale rule.
+ELEMENTWISE_OPS = (
+    # torch.nn activations
+    "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish",
+    "softplus", "sigmoid", "tanh", "hardtanh", "softsign", "hardswish",
+    "hardsigmoid", "hardshrink", "softshrink", "tanhshrink", "logsigmoid",
+    "log_sigmoid", "rrelu", "threshold", "prelu",
+    # elementwise math
+    "exp", "exp2", "expm1", "log", "log1p", "log2", "log10", "sqrt", "rsqrt", "abs",
+    "square", "sin", "cos", "tan", "sinh", "cosh", "asinh", "atan", "asin", "acos",
+    "atanh", "acosh", "erf", "erfc", "erfinv", "sign", "sgn", "clamp", "clamp_min",
+    "clamp_max", "pow", "reciprocal", "logit", "floor", "ceil", "round", "trunc",
+    "frac", "sinc", "nan_to_num",
+)
+
+#: Operations that are linear (or merely structural) in each input-dependent tensor.
+LINEAR_OPS = frozenset((
+    "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+    "conv_transpose3d", "conv_tbc", "linear", "addmm", "addmv", "mv", "einsum", "tensordot",
+    "outer", "dot", "kron", "add", "radd", "iadd", "sub", "rsub", "isub", "neg",
+    "negative", "div", "truediv", "rtruediv", "itruediv", "true_divide", "imul", "rmul",
+    "sum", "mean", "nansum", "cumsum", "trace", "diff",
+    "reshape", "view", "view_as", "flatten", "unflatten", "permute", "transpose",
+    "t", "mT", "T", "squeeze", "unsqueeze", "expand", "expand_as", "repeat",
+    "repeat_interleave", "contiguous", "clone", "detach", "to", "type", "type_as",
+    "float", "double", "half", "bfloat16", "cpu", "cuda", "cat", "concat",
+    "concatenate", "stack", "hstack", "vstack", "split", "split_with_sizes", "chunk",
+    "tensor_split", "narrow", "select", "index_select", "gather", "take_along_dim",
+    "getitem", "setitem", "pad", "constant_pad_nd", "avg_pool1d", "avg_pool2d",
+    "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+    "lp_pool1d", "batch_norm", "dropout", "dropout1d", "dropout2d", "dropout3d",
+    "alpha_dropout", "feature_alpha_dropout", "interpolate", "upsample",
+    "roll", "flip", "fliplr", "flipud", "rot90", "tile", "movedim", "moveaxis",
+    "swapaxes", "swapdims", "unbind", "masked_fill", "masked_select", "where",
+    "diagonal", "diag", "diag_embed", "tril", "triu", "unfold", "fold",
+    "pixel_shuffle", "pixel_unshuffle", "channel_shuffle", "as_strided",
+    "sum_to_size", "broadcast_to", "atleast_1d", "atleast_2d", "atleast_3d",
+    "ravel", "zeros_like", "ones_like", "empty_like", "full_like", "new_zeros",
+    "new_ones", "new_empty", "new_full", "requires_grad_", "retain_grad",
+    "register_hook", "copy_", "fill_", "zero_", "get", "set", "identity",
+    "scatter", "scatter_add", "index_add", "index_copy", "index_put", "put",
+    "embedding_bag", "linalg_vector_norm_linear", "real", "imag", "conj",
+    "resolve_conj", "resolve_neg", "align_to", "refine_names", "rename", "mul",
+    "matmul", "mm", "bmm", "baddbmm", "addbmm", "float_power_scalar",
+))
+
+
+#: Other spellings of the same op (``torch.special`` names, numpy-style aliases).
+ALIASES = {
+    "special_expit": "sigmoid", "expit": "sigmoid", "special_erf": "erf",
+    "special_erfc": "erfc", "special_erfinv": "erfinv", "special_logit": "logit",
+    "special_log1p": "log1p", "special_expm1": "expm1", "special_exp2": "exp2",
+    "special_sinc": "sinc", "special_round": "round", "special_softmax": "softmax",
+    "special_log_softmax": "log_softmax", "arcsinh": "asinh", "arctan": "atan",
+    "absolute": "abs", "clip": "clamp", "negative": "neg", "concat": "cat",
+    "concatenate": "cat", "true_divide": "div", "multiply": "mul", "subtract": "sub",
+    "divide": "div", "swapaxes": "transpose", "swapdims": "transpose",
+}
+
+
+def normalize_op_name(name: str) -> str:
+    """Canonical registry name: strip leading/trailing underscores, resolve aliases."""
+    name = name.strip("_")
+    return ALIASES.get(name, name)
+
+
+def op_name(func: Callable) -> str:
+    """The registry name of a torch function.
+
+    ``__name__`` without leading/trailing underscores, with aliases resolved:
+    ``torch.relu``, ``F.relu``, ``Tensor.relu`` and ``Tensor.relu_`` all map to
+    ``"relu"``; ``torch.special.expit`` maps to ``"sigmoid"``;
+    ``Tensor.__getitem__`` maps to ``"getitem"``.
+    """
+    name = getattr(func, "__name__", None) or type(func).__name__
+    return normalize_op_name(name)
+
+
+Key = Union[str, Callable]
+
+
+class RuleRegistry(Mapping[str, Rule]):
+    """An immutable mapping from op name to :class:`~captum_genomics.deeplift.rules.Rule`.
+
+    Parameters
+    ----------
+    rules
+        Mapping from an op name (``"gelu"``) or a torch function
+        (``torch.nn.functional.gelu``; its name is used) to a rule.
+
+    Examples
+    --------
+    >>> from captum_genomics.deeplift.rules import default_rules, Rescale
+    >>> rules = default_rules().with_rules({"my_activation": Rescale()})
+    >>> "gelu" in default_rules().without("gelu")
+    False
+    """
+
+    def __init__(self, rules: Mapping[Key, Rule] | None = None):
+        table: dict[str, Rule] = {}
+        for key, rule in (rules or {}).items():
+            if not isinstance(rule, Rule):
+                raise TypeError(
+                    f"`rules[{key!r}]` must be a captum_genomics.deeplift.rules.Rule, got "
+                    f"{type(rule).__name__}."
+                )
+            table[normalize_op_name(key) if isinstance(key, str) else op_name(key)] = rule
+        self._rules = table
+
+    def __getitem__(self, name: str) -> Rule:
+        return self._rules[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rules)
+
+    def __len__(self) -> int:
+        return len(self._rules)
+
+    def lookup(self, func: Callable) -> Rule | None:
+        """The rule for ``func`` (matched by :func:`op_name`), or None."""
+        return self._rules.get(op_name(func))
+
+    def with_rules(self, rules: Mapping[Key, Rule]) -> "RuleRegistry":
+        """A new registry with ``rules`` added; an existing name is overridden."""
+        merged: dict[Key, Rule] = dict(self._rules)
+        merged.update(RuleRegistry(rules)._rules)
+        return RuleRegistry(merged)
+
+    def without(self, *names: Key) -> "RuleRegistry":
+        """A new registry without the given op names (or functions)."""
+        drop = {normalize_op_name(n) if isinstance(n, str) else op_name(n) for n in names}
+        return RuleRegistry({k: v for k, v in self._rules.items() if k not in drop})
+
+    def __repr__(self) -> str:
+        return f"RuleRegistry({len(self)} ops)"
+
+
+def default_rules(eps: float = 1e-6) -> RuleRegistry:
+    """A fresh registry with every built-in rule.
+
+    Parameters
+    ----------
+    eps
+        The secant threshold passed to the rescale, softmax and GLU rules.
+        Default ``1e-6`` (tangermeme's).
+
+    Returns
+    -------
+    RuleRegistry
+        Rescale for ``ELEMENTWISE_OPS``; the exact max-pool rule for
+        ``max_pool{1,2,3}d`` and ``adaptive_max_pool{1,2,3}d``; the max-over-axis
+        rule for ``max``/``amax``; exact softmax, log-softmax, LayerNorm,
+        RMSNorm and GLU rules; the midpoint product rule for ``mul``,
+        ``matmul``, ``mm`` and ``bmm`` of two input-dependent tensors; and a
+        faster input-gradient for stride-1 ``conv1d`` (a linear op; see
+        :mod:`captum_genomics.deeplift.rules.conv`).
+    """
+    rescale = Rescale(eps)
+    rules: dict[Key, Rule] = {name: rescale for name in ELEMENTWISE_OPS}
+    pool = MaxPool()
+    for name in ("max_pool1d", "max_pool2d", "max_pool3d", "adaptive_max_pool1d",
+                 "adaptive_max_pool2d", "adaptive_max_pool3d", "max_pool1d_with_indices",
+                 "max_pool2d_with_indices", "max_pool3d_with_indices",
+                 "adaptive_max_pool1d_with_indices", "adaptive_max_pool2d_with_indices"):
+        rules[name] = pool
+    rules["max"] = rules["amax"] = MaxReduce()
+    rules["softmax"] = Softmax(log=False, eps=eps)
+    rules["log_softmax"] = Softmax(log=True, eps=eps)
+    rules["layer_norm"] = Normalization(center=True)
+    rules["rms_norm"] = Normalization(center=False)
+    rules["glu"] = GLU(eps)
+    product = Product()
+    for name in ("mul", "matmul", "mm", "bmm"):
+        rules[name] = product
+    rules["conv1d"] = Conv1dInputGradient()
+    return RuleRegistry(rules)
+
+
+def iter_rule_names(registry: RuleRegistry) -> Iterable[str]:
+    """Sorted op names of ``registry`` (for docs and error messages)."""
+    return sorted(registry)

@@ -1,0 +1,121 @@
+"""The rescale rule for elementwise nonlinearities.
+
+DeepLIFT's rescale rule (Shrikumar, Greenside & Kundaje 2017, "Learning
+Important Features Through Propagating Activation Differences", ICML) replaces
+the derivative of an elementwise function ``f`` by the secant
+``(f(x) - f(r)) / (x - r)`` between the input activation ``x`` and its
+reference ``r``. Where ``|x - r| < eps`` the secant is numerically unstable and
+the ordinary derivative at ``x`` is used instead, as Captum and tangermeme do
+(tangermeme's threshold of ``1e-6`` is the default, so the two agree).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from captum_genomics.deeplift.rules.base import Rule, requires_grad, strip_inplace
+
+__all__ = ["Rescale", "elementwise_derivative"]
+
+
+def elementwise_derivative(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """Ordinary derivative of an elementwise ``fn`` at ``x``; same shape and dtype as ``x``."""
+    with torch.enable_grad():
+        xx = x.detach().requires_grad_(True)
+        yy = fn(xx)
+        (d,) = torch.autograd.grad(yy, xx, torch.ones_like(yy), allow_unused=True)
+    return torch.zeros_like(x) if d is None else d
+
+
+class _RescaleFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, r, fn, fn_ref, eps, pairs):
+        # x: (n, ...) inputs; r: (R * n, ...) references, reference-major; ratio: (R, n, ...)
+        # fn_ref applies the op with the reference pass's own constant arguments, which
+        # may be batch-shaped (R * n rows) where the input pass's have n rows
+        y = fn(x)
+        ratio = fn_ref(r)
+        if ratio.data_ptr() == r.data_ptr():
+            ratio = ratio.clone()
+        ratio = pairs.split(ratio)
+        torch.sub(y, ratio, out=ratio)
+        dx = x - pairs.split(r)
+        ratio.div_(dx)
+        small = dx.abs_() < eps
+        del dx
+        if bool(small.any()):  # the derivative costs a forward and backward of fn on x
+            torch.where(small, elementwise_derivative(fn, x).expand_as(ratio), ratio, out=ratio)
+        ctx.pairs = pairs
+        ctx.save_for_backward(ratio)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (ratio,) = ctx.saved_tensors
+        return grad * ratio[ctx.pairs.k], None, None, None, None, None
+
+
+class Rescale(Rule):
+    """Rescale rule for an elementwise function of one input-dependent tensor.
+
+    Applies to any function whose first argument is the input-dependent tensor
+    and whose other arguments are constants (slopes, bounds, learned PReLU
+    weights), e.g. ``relu``, ``gelu``, ``silu``, ``sigmoid``, ``tanh``,
+    ``softplus``, ``leaky_relu``, ``exp``, ``clamp``, ``pow(x, 2)``.
+
+    Parameters
+    ----------
+    eps
+        Below this absolute input difference the ordinary derivative at the
+        input replaces the secant. Default ``1e-6`` (tangermeme's value).
+
+    Multipliers are ``grad_output * (f(x) - f(r)) / (x - r)``, shaped like the
+    input. ``inplace=True`` calls are run out of place.
+    """
+
+    name = "rescale"
+
+    def __init__(self, eps: float = 1e-6):
+        self.eps = float(eps)
+
+    def record(self, args, kwargs, output):
+        # the reference activation, and the constant arguments it was called with
+        return args[0], args[1:], kwargs
+
+    def apply(self, func, args, kwargs, state, pairs):
+        kwargs = strip_inplace(kwargs)
+        x = args[0]
+        if not requires_grad(x):
+            return func(*args, **kwargs)
+        if any(requires_grad(a) for a in args[1:]) or any(
+            requires_grad(v) for v in kwargs.values()
+        ):
+            raise _two_inputs_error(func)
+        rest = args[1:]
+        r, ref_rest, ref_kwargs = state
+        ref_kwargs = strip_inplace(ref_kwargs)
+
+        def fn(t):
+            return func(t, *rest, **kwargs)
+
+        def fn_ref(t):
+            return func(t, *ref_rest, **ref_kwargs)
+
+        return _RescaleFunction.apply(x, r.to(x.dtype), fn, fn_ref, self.eps, pairs)
+
+    def __repr__(self):
+        return f"Rescale(eps={self.eps:g})"
+
+
+def _two_inputs_error(func) -> NotImplementedError:
+    from captum_genomics.deeplift.rules.registry import UnsupportedOperationError
+
+    name = getattr(func, "__name__", repr(func))
+    return UnsupportedOperationError(
+        f"`{name}` is called with more than one input-dependent tensor; the "
+        "rescale rule covers functions of one input-dependent tensor only. "
+        "Register a rule for it (see captum_genomics.deeplift.rules.RuleRegistry)."
+    )

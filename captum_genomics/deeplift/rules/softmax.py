@@ -1,0 +1,114 @@
+"""Exact DeepLIFT rules for softmax and log-softmax.
+
+Write ``a_j = exp(x_j - c)``, ``s = sum_j a_j``, ``L = log s`` and
+``z_i = x_i - L`` (so ``log_softmax(x) = z`` and ``softmax(x) = exp(z)``). Each
+step has an exact multiplier between the input and the reference:
+
+* ``exp``:   ``m_a_j = (a_j - a_ref_j) / (x_j - r_j)``  (fallback ``a_j``),
+* ``log``:   ``m_L = (L - L_ref) / (s - s_ref)``       (fallback ``1 / s``),
+* ``exp`` of ``z``: ``rho_i = (y_i - y_ref_i) / (z_i - z_ref_i)`` (fallback ``y_i``).
+
+Chaining them, ``dL = sum_j m_L m_a_j dx_j`` exactly and the multiplier from
+``x_j`` to ``y_i`` is ``rho_i (delta_ij - m_L m_a_j)``. The shift ``c`` (the
+larger of the two maxima) cancels and only guards against overflow. This
+follows the decomposition tangermeme 1.6 uses for ``nn.Softmax``; the
+log-softmax rule is the same chain without the final ``exp``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from captum_genomics.deeplift.rules.base import Rule, requires_grad
+
+__all__ = ["Softmax"]
+
+
+def _secant(num, den, fallback, eps):
+    small = den.abs() < eps
+    return torch.where(small, fallback, num / torch.where(small, torch.ones_like(den), den))
+
+
+class _SoftmaxFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, r, dim, log, eps, compute, pairs):
+        # x: (n, ...) seen as (1, n, ...); r: (R, n, ...); `dim` counts the leading R axis
+        out = compute(x)
+        x = x.unsqueeze(0)
+        c = torch.maximum(x.amax(dim, keepdim=True), r.amax(dim, keepdim=True))
+        a, ar = torch.exp(x - c), torch.exp(r - c)
+        s, sr = a.sum(dim, keepdim=True), ar.sum(dim, keepdim=True)
+        big_l, big_lr = torch.log(s), torch.log(sr)
+        m_a = _secant(a - ar, x - r, a, eps)
+        m_l = _secant(big_l - big_lr, s - sr, 1.0 / s, eps * s.detach().abs().clamp_min(1e-30))
+        m_xl = m_l * m_a
+        ctx.dim, ctx.log, ctx.pairs = dim - 1, log, pairs
+        if log:
+            ctx.save_for_backward(m_xl)
+        else:
+            z, zr = x - c - big_l, r - c - big_lr
+            y, yr = torch.exp(z), torch.exp(zr)
+            rho = _secant(y - yr, z - zr, y, eps)
+            ctx.save_for_backward(m_xl, rho)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        k = ctx.pairs.k
+        if ctx.log:
+            (m_xl,) = ctx.saved_tensors
+            g = grad
+        else:
+            m_xl, rho = ctx.saved_tensors
+            g = grad * rho[k]
+        return g - m_xl[k] * g.sum(ctx.dim, keepdim=True), None, None, None, None, None, None
+
+
+class Softmax(Rule):
+    """Exact rule for ``softmax`` (``log=False``) and ``log_softmax`` (``log=True``).
+
+    Parameters
+    ----------
+    log
+        Whether the op is ``log_softmax``. Default False.
+    eps
+        Absolute threshold below which a secant takes its derivative
+        fallback. Default ``1e-6``.
+
+    The normalized axis may be any axis but the batch axis (0), which holds
+    example-reference pairs; softmax over it raises ``ValueError``.
+    """
+
+    name = "softmax"
+
+    def __init__(self, log: bool = False, eps: float = 1e-6):
+        self.log, self.eps = bool(log), float(eps)
+
+    def apply(self, func, args, kwargs, state, pairs):
+        x = args[0]
+        if not requires_grad(x):
+            return func(*args, **kwargs)
+        dim = args[1] if len(args) > 1 else kwargs.get("dim")
+        if dim is None:
+            raise ValueError(
+                f"`{func.__name__}` was called without `dim`; DeepLIFT needs an explicit "
+                "softmax axis."
+            )
+        dim = dim % x.ndim
+        if dim == 0:
+            raise ValueError(
+                f"`{func.__name__}` over axis 0 mixes example-reference pairs; "
+                "softmax over the batch axis is not supported."
+            )
+        dtype = kwargs.get("dtype")
+        xx = x if dtype is None else x.to(dtype)
+        rest = args[1:]
+
+        def compute(t):
+            return func(t, *rest, **kwargs)
+
+        return _SoftmaxFunction.apply(xx, pairs.split(state).to(xx.dtype), dim + 1, self.log,
+                                      self.eps, compute, pairs)
+
+    def __repr__(self):
+        return f"Softmax(log={self.log})"

@@ -1,0 +1,12 @@
+"""The single-cell side: AnnData/sparse/numpy inputs, PBMC loaders, neighbour inputs, plots.
+
+scanpy and anndata are imported only inside these modules, and only when a
+function that needs them is called, so ``import captum_genomics`` works without
+the ``sc`` extra.
+
+- :mod:`.inputs`: rows of a tensor, numpy array, scipy sparse matrix or AnnData.
+- :mod:`.pbmc`: scanpy's ``pbmc68k_reduced`` with a fixed stratified split.
+- :mod:`.neighbours`: kNN neighbour inputs for attention-over-neighbours models.
+- :mod:`.plot`: per-cell-type attribution plots.
+- :mod:`.plot_heads`: head-ablation explained-variance plots.
+"""

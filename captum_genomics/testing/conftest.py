@@ -1,0 +1,251 @@
+"""Configuration of the validation suite: built-in models, or the user's model.
+
+Without options the suite runs on the hand-written models of
+``captum_genomics/testing/models.py`` (``CATALOG``) and on random architectures drawn by
+hypothesis. With ``--model`` it runs the model-agnostic checks on the user's
+model instead (see ``captum_genomics/testing/README.md``)::
+
+    pytest validation --model mypkg.models:build --weights w.pt --input-length 1000
+
+Hypothesis profiles: ``ci`` (default: 10 examples, derandomized, no
+deadline), ``dev`` (15 examples, random), ``user-model`` (3 examples, the
+default with ``--model``). Pick one with ``--hypothesis-profile NAME`` or the
+``HYPOTHESIS_PROFILE`` environment variable; the suite's tests take their
+settings from it through :func:`captum_genomics.testing.models.bounded`, and the profile is
+not loaded globally, so other test directories keep their own settings.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+from captum_genomics.testing import models
+from captum_genomics.testing.models import CATALOG, STRATEGIES, ModelCase, catalog_case, catalog_flags
+
+settings.register_profile(
+    "ci", max_examples=10, deadline=None, derandomize=True, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile(
+    "dev", max_examples=15, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "user-model", max_examples=3, deadline=None, derandomize=True, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("captum-genomics validation", "run the validation suite on a model")
+    group.addoption("--model", default=None, metavar="MODULE:CALLABLE",
+                    help="The model to validate: 'pkg.module:name' or 'path/to/file.py:name', "
+                         "naming an nn.Module or a callable returning one (called without "
+                         "arguments). Default: the built-in random models.")
+    group.addoption("--weights", default=None, metavar="PATH",
+                    help="A state dict (torch.save) to load into --model.")
+    group.addoption("--input-length", type=int, default=None, metavar="L",
+                    help="Sequence length the model takes (required with --model).")
+    group.addoption("--target", default=None, metavar="T",
+                    help="Output to explain: an int (output[:, T]), a comma-separated tuple "
+                         "'T,P' for outputs (B, T, P), or 'none' for an output (B,). "
+                         "Default: 0, or none for a (B,) output.")
+    group.addoption("--dtype", default="float64", choices=("float64", "float32"),
+                    help="Cast the model to this dtype (default float64, where additivity "
+                         "is checked to 1e-10).")
+    group.addoption("--atol", type=float, default=None,
+                    help="Additivity bound (default 1e-10 in float64, 1e-4 in float32).")
+    group.addoption("--n-examples", type=int, default=2,
+                    help="Largest N of a drawn batch for --model (default 2).")
+    group.addoption("--n-references", type=int, default=3,
+                    help="Largest K of a drawn batch for --model (default 3).")
+    group.addoption("--threads", type=int, default=None,
+                    help="torch.set_num_threads for the run. Default: 1 for the built-in "
+                         "models (tiny ops are faster, and robust to a busy machine, on one "
+                         "thread), torch's default with --model.")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "builtin: runs on the built-in models only (skipped "
+                                       "with --model)")
+    config.addinivalue_line("markers", "cases(tangermeme=, captum=, bitwise=, names=): "
+                                       "restrict the `case` fixture to catalog models")
+    # The suite's hypothesis profile applies to its own tests only (through
+    # captum_genomics.testing.models.bounded); other test directories keep their settings.
+    models.PROFILE = (config.getoption("hypothesis_profile", None)
+                      or os.environ.get("HYPOTHESIS_PROFILE")
+                      or ("user-model" if config.getoption("--model", None) else "ci"))
+
+
+@pytest.fixture(scope="package", autouse=True)
+def _threads(request):
+    """``torch.set_num_threads`` for the suite's tests only, restored afterwards."""
+    threads = request.config.getoption("--threads")
+    if threads is None and not request.config.getoption("--model"):
+        threads = 1
+    saved = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    yield
+    torch.set_num_threads(saved)
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--model"):
+        return
+    skip = pytest.mark.skip(reason="built-in models only; skipped with --model")
+    for item in items:
+        if item.get_closest_marker("builtin") is not None:
+            item.add_marker(skip)
+
+
+def pytest_generate_tests(metafunc):
+    if "case" not in metafunc.fixturenames:
+        return
+    if metafunc.config.getoption("--model"):
+        names = ["user"]
+    else:
+        marker = metafunc.definition.get_closest_marker("cases")
+        wanted = dict(marker.kwargs) if marker else {}
+        names = [n for n in CATALOG if _matches(n, wanted)]
+    metafunc.parametrize("case", names, indirect=True, scope="session")
+
+
+def _matches(name: str, wanted: dict) -> bool:
+    flags = catalog_flags(name)
+    if "names" in wanted and name not in wanted["names"]:
+        return False
+    return all(flags[k] == v for k, v in wanted.items() if k != "names")
+
+
+@pytest.fixture(scope="session")
+def case(request) -> ModelCase:
+    """The model under test: a catalog model, or the user's with ``--model``."""
+    if request.param == "user":
+        return _user_case(request.config)
+    return catalog_case(request.param)
+
+
+@pytest.fixture(scope="session", params=STRATEGIES,
+                ids=[s.get("strategy", "default") for s in STRATEGIES])
+def strategy(request) -> dict:
+    """Keyword arguments selecting each engine strategy of ``ShuffleDeepLiftShap``."""
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def atol(request) -> float:
+    """The additivity bound for the model under test."""
+    given = request.config.getoption("--atol")
+    if given is not None:
+        return given
+    return 1e-10 if request.config.getoption("--dtype") == "float64" else 1e-4
+
+
+@pytest.fixture(scope="session")
+def max_n(request) -> int:
+    return request.config.getoption("--n-examples") if request.config.getoption("--model") else 4
+
+
+@pytest.fixture(scope="session")
+def max_k(request) -> int:
+    return request.config.getoption("--n-references") if request.config.getoption(
+        "--model") else 4
+
+
+def _load_object(spec: str):
+    if ":" not in spec:
+        raise pytest.UsageError(f"--model must look like 'pkg.module:name' or "
+                                f"'file.py:name', got {spec!r}.")
+    where, name = spec.rsplit(":", 1)
+    if where.endswith(".py") or os.sep in where:
+        path = Path(where).resolve()
+        if not path.exists():
+            raise pytest.UsageError(f"--model: file {str(path)!r} does not exist.")
+        module_spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(where)
+    try:
+        return getattr(module, name)
+    except AttributeError:
+        raise pytest.UsageError(f"--model: {where!r} has no attribute {name!r}.") from None
+
+
+def _parse_target(text: str | None, output_shape: torch.Size):
+    if text is None:
+        return None if len(output_shape) == 1 else 0
+    if text.lower() == "none":
+        return None
+    parts = [int(p) for p in text.split(",") if p.strip()]
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+def _user_case(config) -> ModelCase:
+    spec = config.getoption("--model")
+    length = config.getoption("--input-length")
+    if length is None:
+        raise pytest.UsageError("--model needs --input-length L (the sequence length).")
+    obj = _load_object(spec)
+    model = obj if isinstance(obj, torch.nn.Module) else obj()
+    if not isinstance(model, torch.nn.Module):
+        raise pytest.UsageError(f"--model {spec!r} gave a {type(model).__name__}, not an "
+                                "nn.Module.")
+    weights = config.getoption("--weights")
+    if weights:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        for key in ("state_dict", "model_state_dict"):
+            if isinstance(state, dict) and isinstance(state.get(key), dict):
+                state = state[key]
+        model.load_state_dict(state)
+    dtype = getattr(torch, config.getoption("--dtype"))
+    model = model.to(dtype).eval()
+    with torch.no_grad():
+        out = model(torch.zeros(1, 4, length, dtype=dtype))
+    target = _parse_target(config.getoption("--target"), out.shape)
+    n_outputs = out.shape[1] if out.ndim == 2 else None
+    return ModelCase(f"user:{spec}", model, length, n_outputs, target, None, None, None)
+
+
+
+# ------------------------------------------------------------------ measurements
+
+_MEASURED = pytest.StashKey[dict]()
+
+
+@pytest.fixture(scope="session")
+def measured(request):
+    """``measured(check, case_name, value)`` keeps the largest value per (check, case).
+
+    The table is printed at the end of the run (worst case per check; every
+    case with ``-v``) so a CI log shows the numbers, not just pass/fail.
+    """
+    store = request.config.stash.setdefault(_MEASURED, {})
+
+    def record(check: str, case: str, value: float) -> None:
+        key = (check, case)
+        store[key] = max(store.get(key, float("-inf")), float(value))
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    store = config.stash.get(_MEASURED, None)
+    if not store:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("captum-genomics validation: measured errors")
+    checks = sorted({check for check, _ in store})
+    verbose = config.getoption("verbose") > 0
+    for check in checks:
+        rows = sorted(((v, c) for (k, c), v in store.items() if k == check), reverse=True)
+        worst, where = rows[0]
+        write(f"{check:<44} max {worst:10.3e}  ({where}; {len(rows)} model(s))")
+        if verbose:
+            for value, name in rows:
+                write(f"    {name:<40} {value:10.3e}")
