@@ -70,9 +70,9 @@ def main(argv=None) -> dict:
     players = Players.singletons(d)
 
     t0 = time.perf_counter()
-    sur = MaskedSurrogate(players, 10, seed=0)
+    sur = MaskedSurrogate(players, 10, random_state=0)
     hist = train_surrogate(sur, setup.model, setup.x[tr[:-n_val]], setup.x[tr[-n_val:]],
-                           seed=0, max_epochs=200)
+                           random_state=0, max_epochs=200)
     fit_s = time.perf_counter() - t0
     s_game = SurrogateGame(sur, link="softmax")
     m_game = BaselineGame(setup.model, players, link="softmax")

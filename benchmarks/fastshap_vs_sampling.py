@@ -71,7 +71,7 @@ def fit_fastshap(setup: P.Setup, x_train: torch.Tensor, x_val: torch.Tensor, fit
     if fit.get("augment"):
         train_kwargs["augment"] = feature_dropout(**fit["augment"])
     t0 = time.perf_counter()
-    fs = FastSHAP.fit(setup.model, x_train, x_val, link="softmax", seed=seed,
+    fs = FastSHAP.fit(setup.model, x_train, x_val, link="softmax", random_state=seed,
                       explainer_kwargs=fit["explainer_kwargs"], train_kwargs=train_kwargs)
     return fs, time.perf_counter() - t0
 

@@ -9,8 +9,6 @@ same attribution and outputs on your own model and FASTA file.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -58,7 +56,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="use only the first N sequences (default: all)",
     )
     parser.add_argument("--no-plot", action="store_true", help="do not write logo.png")
-    parser.add_argument("--progress", action="store_true", help="show progress bars")
+    parser.add_argument("--show-progress", "--progress", dest="show_progress",
+                        action="store_true", help="show progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,7 +131,9 @@ def _add_fastshap(sub) -> None:
     )
     fs.add_argument("--out", type=Path, default=Path("captum_genomics_fastshap_out"),
                     help="output folder (default: ./captum_genomics_fastshap_out/)")
-    fs.add_argument("--seed", type=int, default=0, help="FastSHAP seed (default: 0)")
+    fs.add_argument("--random-state", type=int, default=0,
+                    help="seed of FastSHAP's training (default: 0)")
+    fs.add_argument("--seed", type=int, dest="seed", default=None, help=argparse.SUPPRESS)
     fs.add_argument("--max-epochs", type=_positive_int, default=40,
                     help="explainer training epochs (default: 40)")
     fs.add_argument("--n-samples", type=_positive_int, default=32,
@@ -164,7 +165,12 @@ def _add_fastshap(sub) -> None:
 def _run_fastshap(args) -> dict:
     if not 0.0 <= args.gene_dropout < 1.0:
         raise CLIError(f"--gene-dropout must be in [0, 1), got {args.gene_dropout}.")
-    common = dict(seed=args.seed, max_epochs=args.max_epochs, n_samples=args.n_samples,
+    if args.seed is not None:
+        print("captum-genomics fastshap: --seed is deprecated; use --random-state.",
+              file=sys.stderr)
+        args.random_state = args.seed
+    common = dict(random_state=args.random_state, max_epochs=args.max_epochs,
+                  n_samples=args.n_samples,
                   objective=args.objective, gene_dropout=args.gene_dropout,
                   link=args.link, target=args.target, n_cells=args.n_cells, top_k=args.top_k,
                   plot=not args.no_plot)
@@ -178,7 +184,7 @@ def _run_fastshap(args) -> dict:
         raise CLIError("--h5ad needs --model MODULE:FACTORY and --label-key KEY.")
     import numpy as np
 
-    from captum_genomics.methods.fast_shap import _anndata_matrix
+    from captum_genomics.sc.inputs import anndata_matrix
     from captum_genomics.sc.pbmc import stratified_split
     from captum_genomics.workflows.fastshap_pbmc import run_fastshap_on_data
 
@@ -187,7 +193,7 @@ def _run_fastshap(args) -> dict:
         raise CLIError(f"--label-key {args.label_key!r} is not an obs column; "
                        f"columns: {list(adata.obs.columns)}.")
     try:
-        matrix = _anndata_matrix(adata, args.layer, args.use_raw, "--h5ad")
+        matrix = anndata_matrix(adata, args.layer, args.use_raw, "--h5ad")
     except ValueError as err:
         raise CLIError(str(err)) from err
     x = matrix.toarray() if hasattr(matrix, "toarray") else np.asarray(matrix)
@@ -253,7 +259,8 @@ def _add_heads(sub) -> None:
     hd.add_argument("--top-k", type=_positive_int, default=10,
                     help="genes per cell type in the heatmap (default: 10)")
     hd.add_argument("--no-plot", action="store_true", help="do not write the PNGs")
-    hd.add_argument("--progress", action="store_true", help="show progress bars")
+    hd.add_argument("--show-progress", "--progress", dest="show_progress", action="store_true",
+                    help="show progress bars")
     hd.add_argument("--h5ad", type=Path, default=None,
                     help="your AnnData file, with a kNN graph in obsp (scanpy.pp.neighbors)")
     hd.add_argument("--model", default=None, metavar="MODULE:FACTORY",
@@ -277,7 +284,7 @@ def _add_heads(sub) -> None:
 def _run_heads(args) -> dict:
     common = dict(ablation=args.ablation, mode=args.mode, n_permutations=args.n_permutations,
                   alpha=args.alpha, random_state=args.random_state, batch_size=args.batch_size,
-                  top_k=args.top_k, plot=not args.no_plot, progress=args.progress)
+                  top_k=args.top_k, plot=not args.no_plot, show_progress=args.show_progress)
     if args.h5ad is None:
         if (args.model or args.weights or args.label_key or args.use_raw or args.layer
                 or args.attention or args.k or args.graph_key != "distances"):
@@ -342,36 +349,6 @@ def _read_h5ad(path) -> "anndata.AnnData":  # noqa: F821 - optional dependency
         raise CLIError(f"--h5ad: cannot read {os.fspath(path)!r}: {err}") from err
 
 
-def _import_module(spec: str):
-    if spec.endswith(".py") or os.sep in spec or (os.altsep and os.altsep in spec):
-        path = Path(spec)
-        if not path.is_file():
-            raise CLIError(f"--model: no such Python file {spec!r}.")
-        name = f"_captum_genomics_user_{path.stem}"
-        module_spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[name] = module
-        try:
-            module_spec.loader.exec_module(module)
-        except Exception as err:
-            sys.modules.pop(name, None)
-            raise CLIError(f"--model: importing {spec!r} failed: {type(err).__name__}: {err}") from err
-        return module
-    added = os.getcwd() not in sys.path
-    if added:  # console scripts do not put the working directory on sys.path
-        sys.path.insert(0, os.getcwd())
-    try:
-        return importlib.import_module(spec)
-    except Exception as err:
-        raise CLIError(
-            f"--model: cannot import module {spec!r} ({type(err).__name__}: {err}); "
-            "give an importable module name or a path to a .py file."
-        ) from err
-    finally:
-        if added:
-            sys.path.remove(os.getcwd())
-
-
 def load_model(spec: str, weights: str | os.PathLike | None = None) -> torch.nn.Module:
     """Build a user model from ``MODULE:FACTORY`` and load its weights.
 
@@ -380,11 +357,12 @@ def load_model(spec: str, weights: str | os.PathLike | None = None) -> torch.nn.
     spec
         ``"package.module:factory"`` or ``"path/to/file.py:factory"``;
         ``factory()`` is called with no arguments and must return a
-        ``torch.nn.Module``.
+        ``torch.nn.Module`` (a module instance under that name is used as is).
     weights
-        A state dict saved with ``torch.save(model.state_dict(), path)``,
-        read with ``torch.load(weights_only=True)``. Default: keep the
-        factory's weights.
+        A state dict saved with ``torch.save(model.state_dict(), path)``, or a
+        checkpoint dict holding it under ``"state_dict"`` /
+        ``"model_state_dict"``, read with ``torch.load(weights_only=True)``.
+        Default: keep the factory's weights.
 
     Returns
     -------
@@ -397,36 +375,12 @@ def load_model(spec: str, weights: str | os.PathLike | None = None) -> torch.nn.
         If the spec is malformed, the module or factory is missing, the
         factory does not return a module, or the weights do not load.
     """
-    module_name, sep, factory_name = spec.rpartition(":")
-    if not sep or not module_name or not factory_name or not factory_name.isidentifier():
-        raise CLIError(
-            f"--model must look like 'package.module:factory' or 'path/to/file.py:factory', "
-            f"got {spec!r}."
-        )
-    module = _import_module(module_name)
-    factory = getattr(module, factory_name, None)
-    if not callable(factory):
-        raise CLIError(f"--model: {module_name!r} has no callable {factory_name!r}.")
+    from captum_genomics._utils.models import ModelSpecError, load_user_model
+
     try:
-        model = factory()
-    except Exception as err:
-        raise CLIError(f"--model: calling {factory_name}() failed: {type(err).__name__}: {err}") from err
-    if not isinstance(model, torch.nn.Module):
-        raise CLIError(
-            f"--model: {factory_name}() returned {type(model).__name__}, expected a torch.nn.Module."
-        )
-    if weights is not None:
-        try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-            model.load_state_dict(state)
-        except FileNotFoundError:
-            raise CLIError(f"--weights: no such file {os.fspath(weights)!r}.") from None
-        except Exception as err:
-            raise CLIError(
-                f"--weights: could not load {os.fspath(weights)!r} into the model "
-                f"({type(err).__name__}: {err})."
-            ) from err
-    return model.cpu().eval()
+        return load_user_model(spec, weights)
+    except ModelSpecError as err:
+        raise CLIError(str(err)) from err
 
 
 def _run_attribute(args) -> dict:
@@ -479,7 +433,7 @@ def _run_attribute(args) -> dict:
         model, one_hot, args.out, names=names, target=args.target,
         n_references=args.n_references, random_state=args.random_state,
         batch_size=args.batch_size, motif=motif, plot=not args.no_plot,
-        show_progress=args.progress, label=f"sequences of {args.fasta.name}",
+        show_progress=args.show_progress, label=f"sequences of {args.fasta.name}",
     )
 
 
@@ -515,7 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_ctcf_job(
                 args.out, n_references=args.n_references, random_state=args.random_state,
                 n_examples=args.n_examples, batch_size=args.batch_size,
-                plot=not args.no_plot, show_progress=args.progress,
+                plot=not args.no_plot, show_progress=args.show_progress,
             )
     except CLIError as err:
         parser.error(str(err))

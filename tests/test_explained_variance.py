@@ -12,14 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from captum_genomics.stats.explained_variance import (
-    HeadAblationResult,
-    adjust_p_values,
-    default_n_permutations,
-    encode_groups,
-    explained_variance,
-    permutation_test,
-)
+from captum_genomics.heads.result import HeadAblationResult
+from captum_genomics.stats.explained_variance import encode_groups, explained_variance
+from captum_genomics.stats.multiple_testing import adjust_p_values
+from captum_genomics.stats.permutation import default_n_permutations, permutation_test
 
 
 # ----------------------------------------------------------------------------- brute force

@@ -26,7 +26,8 @@ from captum_genomics.heads import (
     keep_masks,
 )
 from captum_genomics.methods import HeadAblationExplainedVariance
-from captum_genomics.testing.checks import _compare, _snapshot
+from captum_genomics.testing.checks import compare_states as _compare
+from captum_genomics.testing.checks import snapshot_state as _snapshot
 from head_models import NeighbourModel
 
 DT = torch.float64

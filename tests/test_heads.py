@@ -31,7 +31,8 @@ from captum_genomics.heads import (
     per_head_outputs,
     reference_means,
 )
-from captum_genomics.testing.checks import _compare, _snapshot
+from captum_genomics.testing.checks import compare_states as _compare
+from captum_genomics.testing.checks import snapshot_state as _snapshot
 from head_models import NeighbourModel
 
 DT = torch.float64
@@ -226,6 +227,25 @@ def test_keep_all_heads_is_the_model_bitwise():
         repeated = model(torch.cat([nb, nb]), torch.cat([ct, ct]))   # same batch size
     assert torch.equal(got.flatten(0, 1), repeated)
     assert (got - full).abs().max() <= 1e-14
+
+
+def test_include_full_is_a_plain_chunked_forward_bitwise():
+    model = NeighbourModel()
+    nb, ct = _neighbour_data(n=11)
+    adapter = MultiheadAttentionAdapter(model.attention, "attention")
+    keep = keep_masks([4], [(0, h) for h in range(4)])
+    for batch_size in (None, 4, 30):
+        variants = ablated_forward(model, [adapter], keep, (nb, ct), batch_size=batch_size)
+        got = ablated_forward(model, [adapter], keep, (nb, ct), batch_size=batch_size,
+                              include_full=True)
+        assert got.shape == (5, 11, 6)
+        assert torch.equal(got[:4], variants)
+        step = batch_size or 11
+        with torch.no_grad():
+            full = torch.cat([model(nb[lo:lo + step], ct[lo:lo + step])
+                              for lo in range(0, 11, step)])
+        assert torch.equal(got[4], full)
+    assert not model.attention._forward_hooks and not model.attention._forward_pre_hooks
 
 
 def test_batch_size_does_not_change_results():

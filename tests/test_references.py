@@ -286,12 +286,12 @@ def test_seeding_contract(fn):
 @pytest.mark.parametrize("threads", [3, 7])  # split by examples (9 >= 2 * 3) / by pairs
 @pytest.mark.parametrize("fn", [kmer_shuffle, gc_matched_references])
 def test_thread_split_does_not_change_output(monkeypatch, threads, fn):
-    from captum_genomics.references import shuffle
+    from captum_genomics.references import _draw, shuffle
 
     x = one_hot(random_seqs(np.random.default_rng(6), 9, 300, p_n=0.02))
     ref = fn(x, 13, random_state=9)
-    monkeypatch.setattr(shuffle, "_MIN_POSITIONS_PER_THREAD", 1)
-    monkeypatch.setattr(shuffle, "_n_threads", lambda: threads)
+    monkeypatch.setattr(_draw, "MIN_POSITIONS_PER_THREAD", 1)
+    monkeypatch.setattr(_draw, "n_threads", lambda: threads)
     assert torch.equal(fn(x, 13, random_state=9), ref)
     monkeypatch.setattr(shuffle, "_BLOCK_POSITIONS", 700)  # several example blocks
     assert torch.equal(fn(x, 13, random_state=9), ref)

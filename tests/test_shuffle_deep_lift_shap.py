@@ -1,6 +1,5 @@
 """ShuffleDeepLiftShap: values against independent computations, options and bad input."""
 
-import warnings
 
 import pytest
 import torch

@@ -15,7 +15,6 @@ position equals the DeepLIFT contribution ``sum_b m (x - r)`` of that position.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from captum_genomics._utils.checks import check_shape, check_tensor

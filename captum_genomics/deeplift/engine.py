@@ -36,14 +36,16 @@ import torch
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
-from captum_genomics.deeplift.rules.base import PairCursor, attributed_inputs, requires_grad
-from captum_genomics.deeplift.rules.registry import (
-    LINEAR_OPS,
-    RuleRegistry,
+from captum_genomics._utils.targets import make_selector, validate_target
+from captum_genomics.deeplift.rules.base import (
+    PairCursor,
     UnsupportedOperationError,
     UnsupportedOperationWarning,
-    op_name,
+    attributed_inputs,
+    requires_grad,
 )
+from captum_genomics.deeplift.rules.ops import BILINEAR_OPS, COMPARISON_OPS, DIVISION_OPS, LINEAR_OPS
+from captum_genomics.deeplift.rules.registry import RuleRegistry, default_rules, op_name
 
 __all__ = ["DeepLiftPasses", "deeplift_multipliers", "detached_forward",
            "AUTO_EXAMPLES_MIN_NUMEL", "AUTO_EXAMPLES_MAX_TARGETS"]
@@ -56,16 +58,6 @@ AUTO_EXAMPLES_MIN_NUMEL = 1 << 17
 #: backward per target over all pairs at once is faster: 8 targets on the BPNet-style
 #: benchmark took 3.6 s with "pairs" against 4.8 s with "examples").
 AUTO_EXAMPLES_MAX_TARGETS = 2
-
-_BILINEAR = frozenset(("mul", "matmul", "mm", "bmm", "einsum", "dot", "outer", "kron",
-                       "tensordot", "baddbmm", "addbmm", "addmm", "addmv", "mv", "imul",
-                       "rmul"))
-_DIVISION = frozenset(("div", "truediv", "rtruediv", "itruediv", "true_divide"))
-# Comparisons of input-dependent tensors build masks (``h * (h > 0)``,
-# ``torch.where(h > 0, h, 0)``): the ops that use them are piecewise, not linear.
-_COMPARISONS = frozenset(("gt", "lt", "ge", "le", "eq", "ne", "greater", "less",
-                          "greater_equal", "less_equal", "not_equal", "isclose",
-                          "argmax", "argmin", "argsort", "heaviside", "signbit"))
 
 
 def _any_requires_grad(obj: Any) -> bool:
@@ -145,12 +137,12 @@ class _ApplyMode(TorchFunctionMode):
     def _check_linear(self, func, args, kwargs, out) -> None:
         name = op_name(func)
         nonlinear = False
-        if name in _BILINEAR:
+        if name in BILINEAR_OPS:
             nonlinear = _count_requires_grad(args) + _count_requires_grad(
                 list(kwargs.values())) >= 2
-        elif name in _DIVISION:
+        elif name in DIVISION_OPS:
             nonlinear = len(args) > 1 and requires_grad(args[1])
-        elif name in _COMPARISONS:
+        elif name in COMPARISON_OPS:
             nonlinear = _any_requires_grad(args) or _any_requires_grad(kwargs)
         elif name not in LINEAR_OPS:
             nonlinear = _any_requires_grad(out) and (
@@ -158,7 +150,7 @@ class _ApplyMode(TorchFunctionMode):
         if not nonlinear:
             return
         what = getattr(func, "__qualname__", name)
-        if name in _COMPARISONS:
+        if name in COMPARISON_OPS:
             detail = ("compares input-dependent tensors; a mask built from it (a hand-written "
                       "ReLU such as `h * (h > 0)`) makes the ops that use it piecewise")
         else:
@@ -366,8 +358,12 @@ def deeplift_multipliers(
         Tensors (or tuples of tensors) shaped ``(B, ...)``, pair ``b`` of the
         inputs against pair ``b`` of the references.
     target
-        ``int`` to select ``output[:, target]``, a callable mapping the output
-        to ``(B,)``, or None for an output shaped ``(B,)`` or ``(B, 1)``.
+        A callable mapping the output to ``(B,)``, or a Captum ``target``
+        (selected by :func:`captum_genomics._utils.targets.make_selector`):
+        ``int`` to select ``output[:, target]``, a tuple indexing the
+        non-batch axes, a tensor ``(B,)`` or list of length ``B`` with one
+        target per pair, or None (default) for an output shaped ``(B,)`` or
+        ``(B, 1)``.
     additional_forward_args
         Extra positional arguments for the model, used in both passes.
     rules
@@ -381,19 +377,24 @@ def deeplift_multipliers(
         Shaped like ``inputs``.
     convergence_delta : Tensor ``(B,)``
         ``sum(multipliers * (inputs - references)) - (f(inputs) - f(references))``.
-    """
-    from captum_genomics.deeplift.rules.registry import default_rules
 
+    Raises
+    ------
+    TypeError, ValueError
+        For a malformed ``target`` or one that does not select one scalar per
+        pair from the model output.
+    UnsupportedOperationError
+        Under ``strict=True``, an input-dependent op with no rule.
+    """
     single = isinstance(inputs, Tensor)
     xs = (inputs,) if single else tuple(inputs)
     rs = (references,) if isinstance(references, Tensor) else tuple(references)
-
-    def select(y):
-        if callable(target):
-            return target(y)
-        if target is None:
-            return y.reshape(y.shape[0], -1)[:, 0] if y.ndim > 1 else y
-        return y[:, target]
+    if callable(target):
+        select = target
+    else:
+        n = xs[0].shape[0]
+        validate_target(target, n)
+        select = make_selector(target, torch.arange(n), n)
 
     passes = DeepLiftPasses(detached_forward(model), rules or default_rules(), strict)
     extra = tuple(additional_forward_args)

@@ -10,7 +10,9 @@ The math lives in small modules, each tested against an exact computation:
 - :mod:`.permutation`: permutation-sampling Shapley estimates (noisy training labels);
 - :mod:`.surrogate`: the masked surrogate and its training;
 - :mod:`.explainer`, :mod:`.training`: the explainer network and its training;
-- :mod:`.io`: saving and loading trained networks.
+- :mod:`.fitting`: building the game (and surrogate) and the explainer for ``FastSHAP.fit``;
+- :mod:`.inference`: normalized values of a trained explainer, and efficiency gaps;
+- :mod:`.io`: saving and loading trained networks and whole ``FastSHAP`` objects.
 """
 
 from captum_genomics.fastshap.exact import all_coalitions, exact_shapley, exact_shapley_from_values, shapley_coefficients

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from captum_genomics._utils.checks import check_positive_int
+from captum_genomics._utils.deprecation import MISSING, renamed_keyword
 from captum_genomics.fastshap.games import active_players
 from captum_genomics.fastshap.normalization import constrain
 
@@ -89,12 +90,12 @@ def build_mlp(n_in: int, n_out: int, hidden_width: int, n_hidden_layers: int,
     return nn.Sequential(*layers)
 
 
-def _seeded_init(module: nn.Module, seed: int | None) -> None:
-    """Re-run ``reset_parameters`` of every submodule from ``seed`` without touching global RNG."""
-    if seed is None:
+def _seeded_init(module: nn.Module, random_state: int | None) -> None:
+    """Re-run ``reset_parameters`` of every submodule from ``random_state``, global RNG untouched."""
+    if random_state is None:
         return
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
+        torch.manual_seed(int(random_state))
         for sub in module.modules():
             if sub is not module and hasattr(sub, "reset_parameters"):
                 sub.reset_parameters()
@@ -121,7 +122,7 @@ class MLPExplainer(nn.Module):
         Default ``"relu"``; see :data:`ACTIVATIONS`.
     dropout
         Default 0.0.
-    seed
+    random_state
         If given, the weights are initialized from this seed (global random
         state untouched), so construction is reproducible. Default None: the
         usual PyTorch initialization from the global state.
@@ -148,6 +149,18 @@ class MLPExplainer(nn.Module):
     baseline
         ``b`` for ``scale_by_input``: a scalar or ``F`` values. Default 0.0.
         Use the game's baseline.
+    seed
+        Deprecated spelling of ``random_state``, kept for one release
+        (``DeprecationWarning``).
+
+    Raises
+    ------
+    ValueError
+        A size that is not a positive integer, an unknown activation,
+        ``scale_by_input`` with ``n_features != n_players``, or a baseline of
+        another size.
+    TypeError
+        If ``seed`` and ``random_state`` are both given, with different values.
 
     Notes
     -----
@@ -159,10 +172,13 @@ class MLPExplainer(nn.Module):
 
     def __init__(self, n_features: int, n_players: int, n_outputs: int = 1,
                  hidden_width: int | None = None, n_hidden_layers: int = 2,
-                 activation: str = "relu", dropout: float = 0.0, seed: int | None = None,
-                 zero_init_output: bool = True, scale_by_input: bool = False,
-                 baseline: float | Tensor = 0.0) -> None:
+                 activation: str = "relu", dropout: float = 0.0,
+                 random_state: int | None = None, zero_init_output: bool = True,
+                 scale_by_input: bool = False, baseline: float | Tensor = 0.0, *,
+                 seed: Any = MISSING) -> None:
         super().__init__()
+        random_state = renamed_keyword("seed", seed, "random_state", random_state, None,
+                                       "MLPExplainer")
         check_positive_int(n_features, "n_features")
         check_positive_int(n_players, "n_players")
         check_positive_int(n_outputs, "n_outputs")
@@ -191,7 +207,7 @@ class MLPExplainer(nn.Module):
         self.register_buffer("baseline", b.expand(self.n_features).clone())
         self.net = build_mlp(self.n_features, self.n_players * self.n_outputs, self.hidden_width,
                              self.n_hidden_layers, activation, dropout)
-        _seeded_init(self, seed)
+        _seeded_init(self, random_state)
         if self.zero_init_output:
             last = self.net[-1]
             with torch.no_grad():

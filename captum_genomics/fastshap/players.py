@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["Players", "as_players"]
+__all__ = ["Players", "as_players", "resolve_players"]
 
 
 def _format_list(values: Sequence[int], limit: int = 10) -> str:
@@ -355,3 +355,55 @@ def as_players(players: "Players | Tensor | Sequence[Sequence[int]] | None",
     if isinstance(players, Tensor):
         return Players.from_feature_mask(players, shape, name=name)
     return Players.from_groups(players, shape, name=name)
+
+
+def resolve_players(players: "Players | Tensor | Sequence[Sequence[int]] | None", n_features: int,
+                    feature_shape: Sequence[int] | None = None,
+                    name: str = "players") -> Players:
+    """Players covering exactly ``n_features`` features, from any accepted declaration.
+
+    What :class:`~captum_genomics.FastSHAP` accepts as ``players``: with the
+    shape of one input, :func:`as_players` (a ``feature_mask`` is shaped like
+    one input); without it, a feature mask is read as given and index lists
+    are flat feature indices.
+
+    Parameters
+    ----------
+    players : Players, Tensor, list of lists of int, or None
+        A :class:`Players`, an integer ``feature_mask``
+        (:meth:`Players.from_feature_mask`), lists of flat feature indices
+        (:meth:`Players.from_groups`), or None for one player per feature.
+    n_features : int
+        ``F``: the features the players must cover.
+    feature_shape : sequence of int, optional
+        The shape of one input without the batch axis. Default None.
+    name : str
+        The argument's name, for the messages. Default ``"players"``.
+
+    Returns
+    -------
+    Players
+        ``players`` itself when it is a :class:`Players`.
+
+    Raises
+    ------
+    ValueError
+        If the declaration is invalid or the players do not cover
+        ``n_features`` features, each exactly once.
+    """
+    if feature_shape is not None:
+        p = as_players(players, tuple(feature_shape), name)
+    elif players is None:
+        p = Players.singletons(n_features)
+    elif isinstance(players, Players):
+        p = players
+    elif isinstance(players, Tensor):
+        p = Players.from_feature_mask(players, name=name)
+    else:
+        p = Players.from_groups(players, n_features, name=name)
+    if p.n_features != n_features:
+        raise ValueError(
+            f"`{name}` covers {p.n_features} features but the explainer expects {n_features}; "
+            "every feature must belong to exactly one player."
+        )
+    return p

@@ -21,10 +21,13 @@ import torch.nn.functional as F_
 from torch import Tensor, nn
 
 from captum_genomics._utils.checks import check_positive_int
+from captum_genomics._utils.deprecation import MISSING, renamed_keyword
+from captum_genomics._utils.devices import module_device
 from captum_genomics.fastshap.explainer import _seeded_init, build_mlp, default_hidden_width
 from captum_genomics.fastshap.players import Players
 from captum_genomics.fastshap.sampling import sample_uniform_size_coalitions
-from captum_genomics.fastshap.training import _check_data, _fit, _generator, _in_chunks, _module_device
+# The training loop and its helpers, shared with the explainer's training in this folder.
+from captum_genomics.fastshap.training import _check_data, _fit, _generator, _in_chunks
 
 __all__ = ["MaskedSurrogate", "train_surrogate", "surrogate_loss", "TASKS"]
 
@@ -52,20 +55,35 @@ class MaskedSurrogate(nn.Module):
     fill
         Value of held-out features: a scalar (default 0.0) or ``shape=(F,)``
         (e.g. the training mean), stored as a buffer.
-    seed
+    random_state
         If given, weights are initialized from it without touching the global
         random state. Default None.
+    seed
+        Deprecated spelling of ``random_state``, kept for one release
+        (``DeprecationWarning``).
 
     Attributes
     ----------
     players : Players
     n_features, n_players, n_outputs : int
+
+    Raises
+    ------
+    TypeError
+        If ``players`` is not a ``Players``, or ``seed`` and ``random_state``
+        are both given, with different values.
+    ValueError
+        A size that is not a positive integer, an unknown activation, or a
+        ``fill`` of another size.
     """
 
     def __init__(self, players: Players, n_outputs: int, hidden_width: int | None = None,
                  n_hidden_layers: int = 2, activation: str = "relu",
-                 fill: float | Tensor = 0.0, seed: int | None = None) -> None:
+                 fill: float | Tensor = 0.0, random_state: int | None = None, *,
+                 seed: Any = MISSING) -> None:
         super().__init__()
+        random_state = renamed_keyword("seed", seed, "random_state", random_state, None,
+                                       "MaskedSurrogate")
         if not isinstance(players, Players):
             raise TypeError(f"`players` must be a Players object, got {type(players).__name__}.")
         check_positive_int(n_outputs, "n_outputs")
@@ -88,7 +106,7 @@ class MaskedSurrogate(nn.Module):
         self.register_buffer("fill", fill_t.reshape(self.n_features).clone())
         self.net = build_mlp(n_in, self.n_outputs, self.hidden_width, self.n_hidden_layers,
                              activation)
-        _seeded_init(self, seed)
+        _seeded_init(self, random_state)
 
     def forward(self, x: Tensor, S: Tensor) -> Tensor:
         """Surrogate output for inputs with players ``~S`` held out.
@@ -166,9 +184,10 @@ def train_surrogate(surrogate: MaskedSurrogate, model, x_train: Tensor, x_val: T
                     lr_patience: int = 3, min_lr: float = 1e-6,
                     early_stopping_patience: int = 10, n_val_samples: int = 4,
                     val_masks: Tensor | None = None, weight_decay: float = 0.0,
-                    seed: int | None = 0, generator: torch.Generator | None = None,
-                    progress_bar: bool = False, device: torch.device | str | None = None,
-                    eval_batch_size: int = 1024) -> dict:
+                    random_state: int | None = 0, generator: torch.Generator | None = None,
+                    show_progress: bool = False, device: torch.device | str | None = None,
+                    eval_batch_size: int = 1024, seed: Any = MISSING,
+                    progress_bar: Any = MISSING) -> dict:
     """Train a masked surrogate to imitate ``model`` with players held out.
 
     The model's outputs on the full training and validation inputs are
@@ -210,16 +229,19 @@ def train_surrogate(surrogate: MaskedSurrogate, model, x_train: Tensor, x_val: T
     val_masks
         Optional ``shape=(N_val, n, d)`` fixed validation masks (0/1),
         overriding ``n_val_samples``.
-    seed, generator
+    random_state, generator
         All randomness from ``generator`` (a CPU ``torch.Generator``) or a new
-        one seeded with ``seed`` (default 0).
-    progress_bar
+        one seeded with ``random_state`` (default 0; None also means 0).
+    show_progress
         Show a tqdm bar over epochs. Default False.
     device
         Default: the surrogate's device.
     eval_batch_size
         Examples per model call when computing targets and per validation
         chunk. Default 1024.
+    seed, progress_bar
+        Deprecated spellings of ``random_state`` and ``show_progress``, kept
+        for one release (``DeprecationWarning``).
 
     Returns
     -------
@@ -234,7 +256,14 @@ def train_surrogate(surrogate: MaskedSurrogate, model, x_train: Tensor, x_val: T
     ValueError
         If ``task``/``model_link`` are unknown or incompatible, shapes disagree,
         or ``val_masks`` has the wrong shape.
+    TypeError
+        If a deprecated keyword and its new spelling are both given, with
+        different values.
     """
+    random_state = renamed_keyword("seed", seed, "random_state", random_state, 0,
+                                   "train_surrogate")
+    show_progress = renamed_keyword("progress_bar", progress_bar, "show_progress",
+                                    show_progress, False, "train_surrogate")
     if task not in TASKS:
         raise ValueError(f"`task` must be one of {TASKS}, got {task!r}.")
     if model_link is None:
@@ -258,8 +287,8 @@ def train_surrogate(surrogate: MaskedSurrogate, model, x_train: Tensor, x_val: T
     _check_data(x_train, x_val, players.n_features)
     check_positive_int(n_samples, "n_samples")
     check_positive_int(eval_batch_size, "eval_batch_size")
-    g = _generator(seed, generator)
-    dev = _module_device(surrogate, device)
+    g = _generator(random_state, generator)
+    dev = torch.device(device) if device is not None else module_device(surrogate)
     dtype = next(surrogate.parameters()).dtype
 
     def targets_of(xb: Tensor) -> Tensor:
@@ -308,5 +337,5 @@ def train_surrogate(surrogate: MaskedSurrogate, model, x_train: Tensor, x_val: T
     return _fit(surrogate, x_train.shape[0], batch_loss, validate, batch_size=batch_size, lr=lr,
                 max_epochs=max_epochs, lr_factor=lr_factor, lr_patience=lr_patience,
                 min_lr=min_lr, early_stopping_patience=early_stopping_patience,
-                weight_decay=weight_decay, generator=g, progress_bar=progress_bar,
+                weight_decay=weight_decay, generator=g, progress_bar=show_progress,
                 desc="FastSHAP surrogate")

@@ -26,13 +26,15 @@ from __future__ import annotations
 import copy
 import math
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from captum_genomics._utils.checks import check_positive_int
+from captum_genomics._utils.deprecation import MISSING, renamed_keyword
+from captum_genomics._utils.devices import module_device
 from captum_genomics.fastshap.games import active_players
 from captum_genomics.fastshap.normalization import constrain
 from captum_genomics.fastshap.permutation import permutation_shapley_estimates
@@ -42,7 +44,8 @@ from captum_genomics.fastshap.sampling import sample_shapley_coalitions
 __all__ = ["train_explainer", "explainer_loss"]
 
 
-def _generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator:
+def _generator(random_state: int | None, generator: torch.Generator | None) -> torch.Generator:
+    """``generator`` (checked), or a new CPU generator seeded with ``random_state`` (None: 0)."""
     if generator is not None:
         if not isinstance(generator, torch.Generator):
             raise TypeError(f"`generator` must be a torch.Generator, got {type(generator).__name__}.")
@@ -52,14 +55,7 @@ def _generator(seed: int | None, generator: torch.Generator | None) -> torch.Gen
                 f"they do not depend on the device), got one on {generator.device}."
             )
         return generator
-    return torch.Generator().manual_seed(0 if seed is None else int(seed))
-
-
-def _module_device(module: nn.Module, device) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    p = next(module.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
+    return torch.Generator().manual_seed(0 if random_state is None else int(random_state))
 
 
 def _in_chunks(fn: Callable[[Tensor], Tensor], x: Tensor, chunk: int, device) -> Tensor:
@@ -276,10 +272,11 @@ def train_explainer(explainer: nn.Module, game, x_train: Tensor, x_val: Tensor,
                     restore_best: bool = True, n_val_samples: int | None = None, val_coalitions: Tensor | None = None,
                     normalize: bool = True, mask_null_players: bool = True,
                     objective: str = "fastshap", augment: Callable | None = None,
-                    weight_decay: float = 0.0, seed: int | None = 0,
-                    generator: torch.Generator | None = None, progress_bar: bool = False,
+                    weight_decay: float = 0.0, random_state: int | None = 0,
+                    generator: torch.Generator | None = None, show_progress: bool = False,
                     device: torch.device | str | None = None,
-                    eval_batch_size: int = 256) -> dict:
+                    eval_batch_size: int = 256, seed: Any = MISSING,
+                    progress_bar: Any = MISSING) -> dict:
     """Train a FastSHAP explainer on a game (Jethani et al., ICLR 2022, Algorithm 1).
 
     Each step takes ``batch_size`` examples, draws ``n_samples`` coalitions
@@ -370,11 +367,12 @@ def train_explainer(explainer: nn.Module, game, x_train: Tensor, x_val: Tensor,
         the held-out mean L2 error to ground truth from 0.276 to about 0.19.
     weight_decay
         Adam weight decay. Default 0.0.
-    seed, generator
+    random_state, generator
         All randomness comes from ``generator`` (a CPU ``torch.Generator``) or,
-        if None, from a new one seeded with ``seed`` (default 0). The
-        explainer's initial weights are not drawn here: build it with a seed.
-    progress_bar
+        if None, from a new one seeded with ``random_state`` (default 0; None
+        also means 0). The explainer's initial weights are not drawn here:
+        build it with a ``random_state``.
+    show_progress
         Show a tqdm bar over epochs. Default False.
     device
         Where to train. Default: the explainer's device. The game's model must
@@ -382,6 +380,9 @@ def train_explainer(explainer: nn.Module, game, x_train: Tensor, x_val: Tensor,
     eval_batch_size
         Examples per game call when precomputing ``v(x, 0)``, ``v(x, 1)`` and
         the validation values. Default 256.
+    seed, progress_bar
+        Deprecated spellings of ``random_state`` and ``show_progress``, kept
+        for one release (``DeprecationWarning``).
 
     Returns
     -------
@@ -396,7 +397,14 @@ def train_explainer(explainer: nn.Module, game, x_train: Tensor, x_val: Tensor,
         If the data, players, game and explainer disagree on ``F``, ``d`` or
         ``T``, ``n_samples`` is odd with ``paired``, or ``val_coalitions`` has
         the wrong shape.
+    TypeError
+        If a deprecated keyword and its new spelling are both given, with
+        different values.
     """
+    random_state = renamed_keyword("seed", seed, "random_state", random_state, 0,
+                                   "train_explainer")
+    show_progress = renamed_keyword("progress_bar", progress_bar, "show_progress",
+                                    show_progress, False, "train_explainer")
     players = game.players if players is None else players
     if players.n_players != game.n_players:
         raise ValueError(f"`players` has d={players.n_players} but the game has d={game.n_players}.")
@@ -411,8 +419,8 @@ def train_explainer(explainer: nn.Module, game, x_train: Tensor, x_val: Tensor,
         raise ValueError(f"`n_samples` must be even with paired=True, got {n_samples}.")
     if objective not in _OBJECTIVES:
         raise ValueError(f"`objective` must be one of {_OBJECTIVES}, got {objective!r}.")
-    g = _generator(seed, generator)
-    dev = _module_device(explainer, device)
+    g = _generator(random_state, generator)
+    dev = torch.device(device) if device is not None else module_device(explainer)
     dtype = next(explainer.parameters()).dtype
 
     null_train = _in_chunks(game.null, x_train, eval_batch_size, dev)
@@ -489,6 +497,6 @@ def train_explainer(explainer: nn.Module, game, x_train: Tensor, x_val: Tensor,
     return _fit(explainer, x_train.shape[0], batch_loss, validate, batch_size=batch_size, lr=lr,
                 max_epochs=max_epochs, lr_factor=lr_factor, lr_patience=lr_patience,
                 min_lr=min_lr, early_stopping_patience=early_stopping_patience,
-                weight_decay=weight_decay, generator=g, progress_bar=progress_bar,
+                weight_decay=weight_decay, generator=g, progress_bar=show_progress,
                 desc="FastSHAP explainer", schedule=schedule, ema_decay=ema_decay,
                 restore_best=restore_best)

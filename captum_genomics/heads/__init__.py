@@ -7,6 +7,8 @@
   ``with_adapter``), :func:`default_head_adapters`.
 * :mod:`.ablation`: :func:`ablated_forward`, all ablation variants of a model
   as (variant, example) rows in a few batched passes.
+* :mod:`.result`: :class:`HeadAblationResult`, the tables of a head-ablation
+  explained-variance run.
 """
 
 from captum_genomics.heads.ablation import (
@@ -27,7 +29,12 @@ from captum_genomics.heads.adapters import (
     UnsupportedAttentionError,
     per_head_outputs,
 )
-from captum_genomics.heads.registry import AdapterFactory, HeadAdapterRegistry, default_head_adapters
+from captum_genomics.heads.registry import (
+    AdapterFactory,
+    HeadAdapterRegistry,
+    default_head_adapters,
+)
+from captum_genomics.heads.result import HeadAblationResult
 
 __all__ = [
     "HeadAdapter",
@@ -47,4 +54,5 @@ __all__ = [
     "DEFAULT_BATCH_ROWS",
     "DEFAULT_CHUNK_BYTES",
     "default_batch_size",
+    "HeadAblationResult",
 ]

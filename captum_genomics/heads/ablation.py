@@ -11,6 +11,10 @@ is a few large passes, not ``V`` separate ones (or, as in AMICI, Hong et al.
 Ablation modes: ``"zero"`` replaces an ablated head's values by 0, ``"mean"``
 by their mean over a reference set (one pass over ``reference_inputs`` with
 recording hooks; the mean is over the reference rows, the batch axis, only).
+
+``include_full=True`` adds the unablated model to the same loop: its chunks of
+examples run first, before the hooks are installed, so its output is bit for
+bit that of a plain chunked forward.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from captum_genomics._utils.captum import format_additional_forward_args
-from captum_genomics._utils.checks import check_eval_mode, check_finite, check_positive_int
+from captum_genomics._utils.batching import as_forward_args, as_input_tuple, index_examples
+from captum_genomics._utils.checks import check_eval_mode, check_positive_int
+from captum_genomics._utils.deprecation import MISSING, renamed_keyword
 from captum_genomics.heads.adapters import HeadAdapter
 
 __all__ = [
@@ -74,44 +79,6 @@ def default_batch_size(inputs: Sequence[Tensor], args: Sequence[Any] = ()) -> in
 
 
 # ----------------------------------------------------------------------------- arguments
-def _as_inputs(inputs: Any, name: str, validate: bool = True) -> tuple[Tensor, ...]:
-    tup = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
-    if len(tup) == 0:
-        raise ValueError(f"`{name}` is empty; expected a tensor or a tuple of tensors.")
-    for i, t in enumerate(tup):
-        label = name if len(tup) == 1 else f"{name}[{i}]"
-        if not isinstance(t, Tensor):
-            raise TypeError(f"`{label}` must be a torch.Tensor, got {type(t).__name__}.")
-        if t.dim() == 0:
-            raise ValueError(f"`{label}` must have a batch axis (first axis), got a scalar.")
-    n = tup[0].shape[0]
-    for i, t in enumerate(tup):
-        if t.shape[0] != n:
-            raise ValueError(
-                f"All tensors of `{name}` must have the same first (batch) axis; `{name}[0]` "
-                f"has {n} rows, `{name}[{i}]` has {t.shape[0]}."
-            )
-        if validate:
-            check_finite(t, name if len(tup) == 1 else f"{name}[{i}]")
-    if n == 0:
-        raise ValueError(f"`{name}` is an empty batch; need at least one example.")
-    return tuple(tup)
-
-
-def _as_args(args: Any, n: int, name: str, validate: bool = True) -> tuple:
-    out = format_additional_forward_args(args)
-    for i, a in enumerate(out):
-        if isinstance(a, Tensor):
-            if a.dim() == 0 or a.shape[0] != n:
-                raise ValueError(
-                    f"Tensor `{name}[{i}]` must have one row per example (first axis {n}), "
-                    f"got shape {tuple(a.shape)}; pass other values as non-tensors."
-                )
-            if validate:
-                check_finite(a, f"{name}[{i}]")
-    return out
-
-
 def _check_adapters(adapters: Any) -> list[HeadAdapter]:
     adapters = list(adapters) if isinstance(adapters, (list, tuple)) else [adapters]
     if not adapters:
@@ -165,11 +132,6 @@ def _check_ready(model: Any, adapters: Sequence[HeadAdapter]) -> None:
         check_eval_mode(model)
     for a in adapters:
         a.check()
-
-
-def _index_rows(values: tuple, index: Tensor) -> tuple:
-    return tuple(v.index_select(0, index.to(v.device)) if isinstance(v, Tensor) else v
-                 for v in values)
 
 
 def keep_masks(n_heads: Sequence[int], variants: Sequence[tuple[int, int]],
@@ -252,9 +214,9 @@ def reference_means(model: Any, adapters: Sequence[HeadAdapter], reference_input
         per-head shapes that change between calls.
     """
     adapters = _check_adapters(adapters)
-    refs = _as_inputs(reference_inputs, "reference_inputs")
+    refs = as_input_tuple(reference_inputs, "reference_inputs")
     r = refs[0].shape[0]
-    args = _as_args(reference_forward_args, r, "reference_forward_args")
+    args = as_forward_args(reference_forward_args, r, "reference_forward_args")
     batch_size = check_positive_int(
         default_batch_size(refs, args) if batch_size is None else batch_size, "batch_size")
     _check_ready(model, adapters)
@@ -285,7 +247,7 @@ def reference_means(model: Any, adapters: Sequence[HeadAdapter], reference_input
         with torch.no_grad():
             for lo in range(0, r, batch_size):
                 index = torch.arange(lo, min(lo + batch_size, r))
-                model(*_index_rows(refs, index), *_index_rows(args, index))
+                model(*index_examples(refs, index), *index_examples(args, index))
     finally:
         for h in handles:
             h.remove()
@@ -301,8 +263,9 @@ def reference_means(model: Any, adapters: Sequence[HeadAdapter], reference_input
 def ablated_forward(model: Any, adapters: Sequence[HeadAdapter], keep: Sequence[Tensor],
                     inputs: Any, additional_forward_args: Any = None, mode: str = "zero",
                     reference_inputs: Any = None, reference_forward_args: Any = None,
-                    batch_size: int | None = None, progress: bool = False, *,
-                    validate_inputs: bool = True) -> Tensor:
+                    batch_size: int | None = None, show_progress: bool = False, *,
+                    validate_inputs: bool = True, include_full: bool = False,
+                    progress: Any = MISSING) -> Tensor:
     """The model's output under every ablation variant, batched.
 
     Rows are (variant, example) pairs, variant-major: row ``v * N + n`` runs
@@ -312,6 +275,11 @@ def ablated_forward(model: Any, adapters: Sequence[HeadAdapter], keep: Sequence[
     rows' keep masks installed on the adapters. Hooks are removed in a
     ``finally`` (also on error); the model's parameters, buffers and training
     flags and the inputs are never modified. Runs under ``torch.no_grad()``.
+
+    With ``include_full=True`` the same loop first runs the unablated model
+    on the examples, in chunks of ``batch_size`` examples, before any hook is
+    installed (the model's own operations, bit for bit a plain chunked
+    forward), and returns it as one more variant, the last.
 
     Parameters
     ----------
@@ -340,21 +308,31 @@ def ablated_forward(model: Any, adapters: Sequence[HeadAdapter], keep: Sequence[
         Rows per model call. Default None: :func:`default_batch_size`, about
         8 MB of gathered inputs per call and at most 4096 rows. Results do not
         depend on it beyond float rounding of the model's own batched kernels.
-    progress : bool
+    show_progress : bool
         Show a tqdm bar over the chunks. Default False.
     validate_inputs : bool, keyword-only
         Check ``inputs`` and the tensors of ``additional_forward_args`` for
         NaN/Inf. Default True; a caller that has checked them passes False.
+    include_full : bool, keyword-only
+        Also return the unablated model's output, as variant ``V`` (the
+        last), computed without hooks. Default False.
+    progress : bool, keyword-only
+        Deprecated spelling of ``show_progress`` (a ``DeprecationWarning``);
+        removed in the next release.
 
     Returns
     -------
     Tensor
-        ``(V, N, *out_shape)``, the model's dtype and device.
+        ``(V, N, *out_shape)``, or ``(V + 1, N, *out_shape)`` with
+        ``include_full`` (``[V]`` = the unablated model); the model's dtype
+        and device.
 
     Raises
     ------
     TypeError
-        Non-tensor inputs, non-HeadAdapter adapters, non-bool keep masks.
+        Non-tensor inputs, non-HeadAdapter adapters, non-bool keep masks, a
+        model that does not return a tensor; both ``progress`` and
+        ``show_progress`` given with different values.
     ValueError
         Keep masks of the wrong shape; NaN/Inf in the inputs; an unknown
         ``mode``; ``mode="mean"`` without ``reference_inputs``; the model (or
@@ -363,12 +341,14 @@ def ablated_forward(model: Any, adapters: Sequence[HeadAdapter], keep: Sequence[
         that the model never called; a model output without one row per
         example.
     """
+    show_progress = renamed_keyword("progress", progress, "show_progress", show_progress, False,
+                                    "ablated_forward")
     adapters = _check_adapters(adapters)
     keep = _check_keep(keep, adapters)
     mode = _check_mode(mode)
-    x = _as_inputs(inputs, "inputs", validate_inputs)
+    x = as_input_tuple(inputs, "inputs", validate_inputs)
     n = x[0].shape[0]
-    args = _as_args(additional_forward_args, n, "additional_forward_args", validate_inputs)
+    args = as_forward_args(additional_forward_args, n, "additional_forward_args", validate_inputs)
     batch_size = check_positive_int(
         default_batch_size(x, args) if batch_size is None else batch_size, "batch_size")
     if mode == "mean" and reference_inputs is None:
@@ -422,31 +402,48 @@ def ablated_forward(model: Any, adapters: Sequence[HeadAdapter], keep: Sequence[
             return torch.where(mask, heads, fill)
         return transform
 
-    starts = range(0, total, batch_size)
-    if progress:
+    # One model call per chunk: (first row, end row, ablated?). The unablated model's
+    # chunks (rows = examples) come first and run before the hooks are installed.
+    chunks = [(lo, min(lo + batch_size, n), False)
+              for lo in range(0, n if include_full else 0, batch_size)]
+    chunks += [(lo, min(lo + batch_size, total), True) for lo in range(0, total, batch_size)]
+    if show_progress:
         from tqdm.auto import tqdm
-        starts = tqdm(starts, desc="head ablation", unit="batch")
+        chunks = tqdm(chunks, desc="head ablation", unit="batch")
     outputs = []
+    full_outputs = []
     handles = []
+    attached = False
     keep = [k.detach() for k in keep]
     try:
-        for i, a in enumerate(adapters):
-            handles.extend(a.attach(ablator(i)))
         with torch.no_grad():
-            for lo in starts:
-                rows = torch.arange(lo, min(lo + batch_size, total))
-                variant, example = rows // n, rows % n
-                for i in range(len(adapters)):
-                    current[i] = keep[i].index_select(0, variant.to(keep[i].device))
-                    called[i] = False
-                out = model(*_index_rows(x, example), *_index_rows(args, example))
-                if not isinstance(out, Tensor) or out.dim() == 0 or out.shape[0] != len(rows):
-                    what = (tuple(out.shape) if isinstance(out, Tensor)
-                            else type(out).__name__)
+            for lo, hi, ablate in chunks:
+                rows = torch.arange(lo, hi)
+                if ablate:
+                    if not attached:
+                        attached = True
+                        for i, a in enumerate(adapters):
+                            handles.extend(a.attach(ablator(i)))
+                    variant, example = rows // n, rows % n
+                    for i in range(len(adapters)):
+                        current[i] = keep[i].index_select(0, variant.to(keep[i].device))
+                        called[i] = False
+                else:
+                    example = rows
+                out = model(*index_examples(x, example), *index_examples(args, example))
+                if not isinstance(out, Tensor):
+                    raise TypeError(
+                        f"The model must return a tensor with one row per example; called on "
+                        f"{len(rows)} rows it returned {type(out).__name__}."
+                    )
+                if out.dim() == 0 or out.shape[0] != len(rows):
                     raise ValueError(
                         f"The model must return a tensor with one row per example; called on "
-                        f"{len(rows)} rows it returned {what}."
+                        f"{len(rows)} rows it returned {tuple(out.shape)}."
                     )
+                if not ablate:
+                    full_outputs.append(out)
+                    continue
                 for i, a in enumerate(adapters):
                     if not called[i] and not bool(current[i].all()):
                         raise ValueError(
@@ -458,5 +455,5 @@ def ablated_forward(model: Any, adapters: Sequence[HeadAdapter], keep: Sequence[
         for h in handles:
             h.remove()
         current[:] = [None] * len(adapters)
-    result = torch.cat(outputs, dim=0)
-    return result.view(n_variants, n, *result.shape[1:])
+    result = torch.cat(outputs + full_outputs, dim=0)
+    return result.view(n_variants + bool(include_full), n, *result.shape[1:])

@@ -10,8 +10,10 @@ Benjamini-Hochberg correction.
 
 Orchestration only. The heads are reached through
 :mod:`captum_genomics.heads` (one batched :func:`~captum_genomics.heads.ablated_forward`
-for all variants, plus one unablated forward); the statistics are
-:mod:`captum_genomics.stats.explained_variance`.
+for all variants and the unablated model); the statistics are
+:mod:`captum_genomics.stats` (:mod:`~captum_genomics.stats.explained_variance`,
+:mod:`~captum_genomics.stats.permutation`,
+:mod:`~captum_genomics.stats.multiple_testing`).
 """
 
 from __future__ import annotations
@@ -23,27 +25,24 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from captum_genomics._utils.batching import as_forward_args, as_input_tuple
 from captum_genomics._utils.captum import PerturbationAttribution, log_usage
 from captum_genomics._utils.checks import check_eval_mode, check_finite, check_positive_int
+from captum_genomics._utils.deprecation import MISSING, renamed_keyword
 from captum_genomics.heads import (
     ABLATIONS,
     MODES,
+    HeadAblationResult,
     HeadAdapter,
     HeadAdapterRegistry,
     ablated_forward,
+    default_batch_size,
     default_head_adapters,
     keep_masks,
 )
-from captum_genomics.heads.ablation import _as_args, _as_inputs, default_batch_size
-from captum_genomics.stats.explained_variance import (
-    HeadAblationResult,
-    adjust_p_values,
-    check_alpha,
-    default_n_permutations,
-    encode_groups,
-    explained_variance,
-    permutation_test,
-)
+from captum_genomics.stats.explained_variance import encode_groups, explained_variance
+from captum_genomics.stats.multiple_testing import adjust_p_values, check_alpha
+from captum_genomics.stats.permutation import default_n_permutations, permutation_test
 
 __all__ = ["HeadAblationExplainedVariance"]
 
@@ -260,20 +259,6 @@ class HeadAblationExplainedVariance(PerturbationAttribution):
         return sorted(variants)
 
     # ------------------------------------------------------------------ helpers
-    def _forward(self, inputs: tuple, args: tuple, batch_size: int) -> Tensor:
-        n = inputs[0].shape[0]
-        outs = []
-        with torch.no_grad():
-            for lo in range(0, n, batch_size):
-                sl = slice(lo, min(lo + batch_size, n))
-                part_args = tuple(a[sl] if isinstance(a, Tensor) else a for a in args)
-                outs.append(self.forward_func(*(x[sl] for x in inputs), *part_args))
-        for o in outs:
-            if not isinstance(o, Tensor):
-                raise TypeError(f"`forward_func` must return a tensor (N, G), got "
-                                f"{type(o).__name__}.")
-        return torch.cat(outs, 0)
-
     @staticmethod
     def _groups(groups: Any, n: int, group_names: Any) -> tuple[Tensor, list[str]]:
         if group_names is None:
@@ -322,18 +307,20 @@ class HeadAblationExplainedVariance(PerturbationAttribution):
         batch_size: int | None = None,
         group_names: Sequence[Any] | None = None,
         gene_names: Sequence[Any] | None = None,
-        progress: bool = False,
+        show_progress: bool = False,
         reference_forward_args: Any = None,
         min_cells: int = 2,
         permutation_batch_size: int | None = None,
+        *,
+        progress: Any = MISSING,
     ) -> HeadAblationResult:
         r"""Explained variance of every tested head in every group, with p-values.
 
-        Runs one unablated forward (the full model's EV) and one batched
-        :func:`~captum_genomics.heads.ablated_forward` over all ``V`` variants
-        (``V * N`` rows in chunks of ``batch_size``), then computes EV, the
-        permutation test and the BH adjustment vectorized over variants and
-        groups.
+        Runs one batched :func:`~captum_genomics.heads.ablated_forward` loop:
+        the unablated model (the full model's EV; ``N`` rows in chunks of
+        ``batch_size``, no hooks installed) and all ``V`` variants (``V * N``
+        rows in chunks of ``batch_size``), then computes EV, the permutation
+        test and the BH adjustment vectorized over variants and groups.
 
         Parameters
         ----------
@@ -382,8 +369,8 @@ class HeadAblationExplainedVariance(PerturbationAttribution):
             into it; the order is kept). Default None.
         gene_names : sequence of length G, optional
             Default ``"0" .. "G-1"``.
-        progress : bool
-            A tqdm bar over the ablation batches. Default False.
+        show_progress : bool
+            A tqdm bar over the model calls. Default False.
         reference_forward_args : optional
             Extra forward arguments for ``reference_inputs``. Default None.
         min_cells : int
@@ -391,6 +378,9 @@ class HeadAblationExplainedVariance(PerturbationAttribution):
             ``skipped_groups``). Default 2.
         permutation_batch_size : int, optional
             Permutations scored per batch (memory). Default: automatic.
+        progress : bool, keyword-only
+            Deprecated spelling of ``show_progress`` (a ``DeprecationWarning``);
+            removed in the next release.
 
         Returns
         -------
@@ -409,8 +399,12 @@ class HeadAblationExplainedVariance(PerturbationAttribution):
             ``reference_inputs``, ``observed`` not shaped like the
             predictions, the model in training mode with active dropout.
         TypeError
-            Non-tensor inputs; a model that does not return a tensor.
+            Non-tensor inputs; a model that does not return a tensor; both
+            ``progress`` and ``show_progress`` given with different values.
         """
+        show_progress = renamed_keyword("progress", progress, "show_progress", show_progress,
+                                        False, "HeadAblationExplainedVariance.attribute",
+                                        stacklevel=4)
         alpha = check_alpha(alpha)
         if ablation not in ABLATIONS:
             raise ValueError(f"`ablation` must be one of {ABLATIONS}, got {ablation!r}.")
@@ -426,9 +420,9 @@ class HeadAblationExplainedVariance(PerturbationAttribution):
         check_positive_int(min_cells, "min_cells")
         if batch_size is not None:
             check_positive_int(batch_size, "batch_size")
-        inputs_t = _as_inputs(inputs, "inputs")          # checks finiteness once
+        inputs_t = as_input_tuple(inputs, "inputs")      # checks finiteness once
         n = inputs_t[0].shape[0]
-        args = _as_args(additional_forward_args, n, "additional_forward_args")
+        args = as_forward_args(additional_forward_args, n, "additional_forward_args")
         rows = default_batch_size(inputs_t, args) if batch_size is None else batch_size
         codes, names = self._groups(groups, n, group_names)
         obs = _as_observed(observed)
@@ -438,7 +432,12 @@ class HeadAblationExplainedVariance(PerturbationAttribution):
         for a in self.layer_adapters:
             a.check()
 
-        full = self._forward(inputs_t, args, rows)
+        outputs = ablated_forward(self.forward_func, self.layer_adapters, keep, inputs_t, args,
+                                  mode=mode, reference_inputs=reference_inputs,
+                                  reference_forward_args=reference_forward_args,
+                                  batch_size=rows, show_progress=show_progress,
+                                  validate_inputs=False, include_full=True)   # (V + 1, N, G)
+        preds, full = outputs[:-1], outputs[-1]     # the variants; the unablated model
         if full.dim() == 1:
             full = full.unsqueeze(-1)
         if obs.dim() == 1:
@@ -454,11 +453,6 @@ class HeadAblationExplainedVariance(PerturbationAttribution):
         codes = codes.to(full.device)
         n_groups = len(names)
 
-        preds = ablated_forward(self.forward_func, self.layer_adapters, keep, inputs_t, args,
-                                mode=mode, reference_inputs=reference_inputs,
-                                reference_forward_args=reference_forward_args,
-                                batch_size=rows, progress=progress,
-                                validate_inputs=False)                        # (V, N, G)
         ev_gene, ev_head, n_cells = explained_variance(preds, obs, codes, n_groups, min_cells)
         full_ev_gene, full_ev_head, _ = explained_variance(full, obs, codes, n_groups, min_cells)
         tested = int((n_cells >= min_cells).sum())

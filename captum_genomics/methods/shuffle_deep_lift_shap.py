@@ -1,6 +1,7 @@
 """``ShuffleDeepLiftShap``: DeepLIFT/SHAP against per-example shuffled references.
 
-Orchestration only: references come from :mod:`captum_genomics.references`,
+Orchestration only: references come from :mod:`captum_genomics.references`
+(:class:`~captum_genomics.references.per_example.PerExampleReferences`),
 the multipliers from :mod:`captum_genomics.deeplift.engine`, the rules from
 :mod:`captum_genomics.deeplift.rules` and hypothetical contributions from
 :mod:`captum_genomics.deeplift.contributions`.
@@ -14,25 +15,27 @@ from typing import Any, Callable, Literal, Sequence, overload
 import torch
 from torch import Tensor
 
+from captum_genomics._utils.batching import index_examples
 from captum_genomics._utils.captum import GradientAttribution, format_additional_forward_args, log_usage
-from captum_genomics._utils.checks import check_eval_mode, check_finite, check_positive_int, check_shape
+from captum_genomics._utils.checks import (
+    check_eval_mode,
+    check_finite,
+    check_positive_int,
+    check_shape,
+    check_tensor,
+)
+from captum_genomics._utils.devices import module_device
+from captum_genomics._utils.targets import make_selector, validate_target
 from captum_genomics.deeplift.contributions import pair_hypothetical
 from captum_genomics.deeplift.engine import DeepLiftPasses, detached_forward
-from captum_genomics.deeplift.rules.registry import RuleRegistry, UnsupportedOperationWarning, default_rules
-from captum_genomics._utils.targets import make_selector, validate_target
+from captum_genomics.deeplift.rules.base import UnsupportedOperationWarning
+from captum_genomics.deeplift.rules.registry import RuleRegistry, default_rules
 
 __all__ = ["ShuffleDeepLiftShap", "ConvergenceDeltaWarning"]
 
 
 class ConvergenceDeltaWarning(UserWarning):
     """Some example-reference pair's ``|convergence delta|`` exceeded ``warning_threshold``."""
-
-
-def _model_device(model, fallback: torch.device) -> torch.device:
-    if isinstance(model, torch.nn.Module):
-        for tensor in list(model.parameters()) + list(model.buffers()):
-            return tensor.device
-    return fallback
 
 
 def _is_one_hot(x: Tensor) -> bool:
@@ -42,72 +45,11 @@ def _is_one_hot(x: Tensor) -> bool:
     return binary and bool((x.sum(dim=1) <= 1).all())
 
 
-class _References:
-    """Per-example references for a range of examples, from tensors or a generator."""
-
-    def __init__(self, references, inputs: tuple[Tensor, ...], n_references, random_state,
-                 example_indices: Tensor):
-        self.inputs = inputs
-        self.random_state = random_state
-        self.example_indices = example_indices
-        n = inputs[0].shape[0]
-        given = references
-        if isinstance(given, Tensor) or (
-            isinstance(given, (tuple, list)) and given and all(isinstance(r, Tensor) for r in given)
-        ):
-            tensors = (given,) if isinstance(given, Tensor) else tuple(given)
-            if len(tensors) != len(inputs):
-                raise ValueError(
-                    f"`references` must hold one tensor per input ({len(inputs)}), got "
-                    f"{len(tensors)}."
-                )
-            k = None
-            for j, (ref, x) in enumerate(zip(tensors, inputs)):
-                name = "references" if len(inputs) == 1 else f"references[{j}]"
-                if ref.ndim != x.ndim + 1 or ref.shape[0] != n or ref.shape[2:] != x.shape[1:]:
-                    shape = (n, "K", *x.shape[1:])
-                    raise ValueError(
-                        f"`{name}` must have shape (N, K, *input.shape[1:]) = "
-                        f"({', '.join(map(str, shape))}), got {tuple(ref.shape)}."
-                    )
-                if ref.shape[1] == 0:
-                    raise ValueError(f"`{name}` has K = 0 references per example; need K >= 1.")
-                if k is not None and ref.shape[1] != k:
-                    raise ValueError(
-                        f"`references` tensors disagree on K: {k} vs {ref.shape[1]} ({name})."
-                    )
-                k = ref.shape[1]
-                check_finite(ref, name)
-            self.tensors, self.generators, self.k = tensors, None, int(k)
-        else:
-            check_positive_int(n_references, "n_references")
-            from captum_genomics.references import resolve_reference_generator
-
-            specs = tuple(given) if isinstance(given, (tuple, list)) else (given,) * len(inputs)
-            if len(specs) != len(inputs):
-                raise ValueError(
-                    f"`references` must hold one entry per input ({len(inputs)}), got "
-                    f"{len(specs)}."
-                )
-            self.tensors = None
-            self.generators = tuple(resolve_reference_generator(s) for s in specs)
-            self.k = int(n_references)
-        self._cache: tuple[int, int, tuple[Tensor, ...]] | None = None
-
-    def for_examples(self, lo: int, hi: int) -> tuple[Tensor, ...]:
-        """References of examples ``lo..hi-1``: tuple of ``(hi - lo, K, *shape)``."""
-        if self.tensors is not None:
-            return tuple(r[lo:hi] for r in self.tensors)
-        if self._cache is not None and self._cache[0] <= lo and hi <= self._cache[1]:
-            c_lo = self._cache[0]
-            return tuple(r[lo - c_lo:hi - c_lo] for r in self._cache[2])
-        refs = []
-        for gen, x in zip(self.generators, self.inputs):
-            out = gen(x[lo:hi], self.k, example_indices=self.example_indices[lo:hi],
-                      random_state=self.random_state)
-            refs.append(out.to(x.dtype))
-        self._cache = (lo, hi, tuple(refs))
-        return self._cache[2]
+def _check_rules(rules: Any) -> RuleRegistry:
+    """Raise ``TypeError`` unless ``rules`` is a :class:`RuleRegistry`; return it."""
+    if not isinstance(rules, RuleRegistry):
+        raise TypeError(f"`rules` must be a RuleRegistry, got {type(rules).__name__}.")
+    return rules
 
 
 def _blocks(n: int, k: int, batch_size: int) -> list[tuple[int, int, int, int]]:
@@ -122,15 +64,6 @@ def _blocks(n: int, k: int, batch_size: int) -> list[tuple[int, int, int, int]]:
         return [(lo, min(lo + step, n), 0, k) for lo in range(0, n, step)]
     return [(i, i + 1, k0, min(k0 + batch_size, k)) for i in range(n)
             for k0 in range(0, k, batch_size)]
-
-
-def _index_args(extra: tuple, rows: Tensor, n: int, device) -> tuple:
-    """Index per-example tensors (first axis ``n``) of ``additional_forward_args`` by ``rows``."""
-    return tuple(
-        a[rows.to(a.device)].to(device) if isinstance(a, Tensor) and a.ndim > 0 and a.shape[0] == n
-        else a
-        for a in extra
-    )
 
 
 class ShuffleDeepLiftShap(GradientAttribution):
@@ -178,9 +111,7 @@ class ShuffleDeepLiftShap(GradientAttribution):
 
     def __init__(self, model: Callable, rules: RuleRegistry | None = None, strict: bool = False):
         super().__init__(model)
-        if rules is not None and not isinstance(rules, RuleRegistry):
-            raise TypeError(f"`rules` must be a RuleRegistry, got {type(rules).__name__}.")
-        self.rules = rules if rules is not None else default_rules()
+        self.rules = default_rules() if rules is None else _check_rules(rules)
         self.strict = bool(strict)
 
     def has_convergence_delta(self) -> bool:
@@ -326,9 +257,7 @@ class ShuffleDeepLiftShap(GradientAttribution):
             Under ``strict=True``, an input-dependent op with no rule.
         """
         strict = self.strict if strict is None else bool(strict)
-        registry = self.rules if rules is None else rules
-        if not isinstance(registry, RuleRegistry):
-            raise TypeError(f"`rules` must be a RuleRegistry, got {type(registry).__name__}.")
+        registry = _check_rules(self.rules if rules is None else rules)
         is_tuple = isinstance(inputs, (tuple, list))
         xs = tuple(inputs) if is_tuple else (inputs,)
         self._validate_inputs(xs)
@@ -358,10 +287,13 @@ class ShuffleDeepLiftShap(GradientAttribution):
             raise ValueError("`targets` must hold at least one target, got an empty sequence.")
         for t in target_list:
             validate_target(t, n, "targets" if targets is not None else "target")
-        refs = _References(references, xs, n_references, random_state, ex_idx)
+        # imported here: the references package loads numba
+        from captum_genomics.references.per_example import PerExampleReferences
+
+        refs = PerExampleReferences(references, xs, n_references, random_state, ex_idx)
         k = refs.k
         extra = format_additional_forward_args(additional_forward_args)
-        device = _model_device(self.forward_func, xs[0].device)
+        device = module_device(self.forward_func, xs[0].device)
 
         passes = DeepLiftPasses(detached_forward(self.forward_func), registry, strict, strategy)
         n_t = len(target_list)
@@ -384,8 +316,8 @@ class ShuffleDeepLiftShap(GradientAttribution):
             x_b = tuple(x[lo:hi].to(device) for x in xs)
             r_b = tuple(r[:, k0:k1].to(device) for r in refs.for_examples(lo, hi))
             selectors = [(make_selector(t, ex, n), make_selector(t, ex_r, n)) for t in target_list]
-            mults, y_x, y_r = passes.run(x_b, r_b, selectors, _index_args(extra, ex, n, device),
-                                         _index_args(extra, ex_r, n, device))
+            mults, y_x, y_r = passes.run(x_b, r_b, selectors, index_examples(extra, ex, n, device),
+                                         index_examples(extra, ex_r, n, device))
             if k0 == 0:
                 acc = [[None] * len(xs) for _ in range(n_t)]
             diff = tuple(x.unsqueeze(1) - r for x, r in zip(x_b, r_b))
@@ -442,8 +374,7 @@ class ShuffleDeepLiftShap(GradientAttribution):
         n = None
         for j, x in enumerate(xs):
             name = "inputs" if len(xs) == 1 else f"inputs[{j}]"
-            if not isinstance(x, Tensor):
-                raise TypeError(f"`{name}` must be a torch.Tensor, got {type(x).__name__}.")
+            check_tensor(x, name)
             if not x.is_floating_point():
                 raise TypeError(
                     f"`{name}` must be a floating-point tensor (e.g. one-hot float32), got "
@@ -499,9 +430,7 @@ class ShuffleDeepLiftShap(GradientAttribution):
         select = make_selector(target, ex, n)
         with torch.no_grad():
             fx = make_selector(target, torch.arange(n), n)(self.forward_func(*xs, *extra))
-            extra_r = tuple(a[ex] if isinstance(a, Tensor) and a.ndim and a.shape[0] == n else a
-                            for a in extra)
             fr = select(self.forward_func(*(r.reshape(n * k, *r.shape[2:]) for r in rs),
-                                          *extra_r)).reshape(n, k)
+                                          *index_examples(extra, ex, n))).reshape(n, k)
         total = sum(a.reshape(n, -1).sum(1) for a in attrs)
         return total - (fx - fr.mean(1)).to(total)

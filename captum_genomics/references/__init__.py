@@ -10,6 +10,8 @@ the input's dtype and device, and never modifies its input.
   :func:`gc_matched_references`: fixed and GC-matched backgrounds.
 - :class:`ReferenceGenerator` and its subclasses: the same as callables that a
   method can hold; :func:`resolve_reference_generator` maps user input to one.
+- :class:`PerExampleReferences`: a method's references (given tensors or a
+  generator) for any range of its examples.
 """
 
 from captum_genomics.references.generators import (
@@ -23,6 +25,7 @@ from captum_genomics.references.generators import (
     ZeroReferences,
     resolve_reference_generator,
 )
+from captum_genomics.references.per_example import PerExampleReferences
 from captum_genomics.references.shuffle import dinucleotide_shuffle, kmer_shuffle
 from captum_genomics.references.simple import gc_matched_references, uniform_references, zero_references
 
@@ -41,4 +44,5 @@ __all__ = [
     "CallableReferences",
     "resolve_reference_generator",
     "REFERENCE_NAMES",
+    "PerExampleReferences",
 ]

@@ -1,9 +1,9 @@
 """Numba kernels behind the reference generators.
 
-Everything here works on plain numpy arrays; the public functions in
-``shuffle.py`` and ``simple.py`` validate arguments and move tensors in and
-out. Bases are coded ``0..3`` (A, C, G, T) and ``4`` for an ``N`` (an
-all-zero one-hot column).
+Everything here works on plain numpy arrays; ``shuffle.py`` and ``simple.py``
+(through ``_draw.py``) validate arguments, move tensors in and out and run the
+kernels on threads. Bases are coded ``0..3`` (A, C, G, T) and ``4`` for an ``N``
+(an all-zero one-hot column).
 
 Randomness
 ----------

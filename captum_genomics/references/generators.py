@@ -88,7 +88,27 @@ class ReferenceGenerator:
         return f"{type(self).__name__}()"
 
 
-class KmerShuffle(ReferenceGenerator):
+class _WindowedGenerator(ReferenceGenerator):
+    """A seeded generator that draws only in ``[..., start:end]``.
+
+    Subclasses implement :meth:`_generate`, which receives the inputs,
+    ``n_references`` and the keywords ``start``, ``end``, ``random_state``
+    and ``example_indices``.
+    """
+
+    def __init__(self, start: int | None = None, end: int | None = None):
+        self.start = _check_bound(start, "start")
+        self.end = _check_bound(end, "end")
+
+    def _generate(self, inputs: Tensor, n_references: int, **kwargs) -> Tensor:
+        raise NotImplementedError
+
+    def __call__(self, inputs, n_references, *, example_indices=None, random_state=None):
+        return self._generate(inputs, n_references, start=self.start, end=self.end,
+                              random_state=random_state, example_indices=example_indices)
+
+
+class KmerShuffle(_WindowedGenerator):
     """Uniform k-mer-preserving shuffles (:func:`~captum_genomics.references.kmer_shuffle`).
 
     Parameters
@@ -107,19 +127,10 @@ class KmerShuffle(ReferenceGenerator):
 
     def __init__(self, k: int = 2, start: int | None = None, end: int | None = None):
         self.k = check_positive_int(k, "k")
-        self.start = _check_bound(start, "start")
-        self.end = _check_bound(end, "end")
+        super().__init__(start, end)
 
-    def __call__(self, inputs, n_references, *, example_indices=None, random_state=None):
-        return kmer_shuffle(
-            inputs,
-            n_references,
-            self.k,
-            start=self.start,
-            end=self.end,
-            random_state=random_state,
-            example_indices=example_indices,
-        )
+    def _generate(self, inputs, n_references, **kwargs):
+        return kmer_shuffle(inputs, n_references, self.k, **kwargs)
 
     def __repr__(self) -> str:
         extra = _fmt_window(self.start, self.end)
@@ -166,7 +177,7 @@ class UniformReferences(ReferenceGenerator):
         return uniform_references(inputs, n_references)
 
 
-class GCMatchedReferences(ReferenceGenerator):
+class GCMatchedReferences(_WindowedGenerator):
     """iid sequences with each example's GC content
     (:func:`~captum_genomics.references.gc_matched_references`).
 
@@ -176,19 +187,8 @@ class GCMatchedReferences(ReferenceGenerator):
         Randomize (and measure GC) only in ``[..., start:end]``. Default: all.
     """
 
-    def __init__(self, start: int | None = None, end: int | None = None):
-        self.start = _check_bound(start, "start")
-        self.end = _check_bound(end, "end")
-
-    def __call__(self, inputs, n_references, *, example_indices=None, random_state=None):
-        return gc_matched_references(
-            inputs,
-            n_references,
-            random_state=random_state,
-            example_indices=example_indices,
-            start=self.start,
-            end=self.end,
-        )
+    def _generate(self, inputs, n_references, **kwargs):
+        return gc_matched_references(inputs, n_references, **kwargs)
 
     def __repr__(self) -> str:
         return f"GCMatchedReferences({_fmt_window(self.start, self.end)})"

@@ -14,8 +14,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from captum_genomics._utils.checks import check_one_hot, check_positive_int
-from captum_genomics.references import _kernels
-from captum_genomics.references.shuffle import _check_sequences, _parallel, _prepare_draw, _write_task
+from captum_genomics.references import _draw, _kernels
 
 __all__ = ["zero_references", "uniform_references", "gc_matched_references"]
 
@@ -45,7 +44,7 @@ def zero_references(sequences: Tensor, n_references: int = 1) -> Tensor:
         If ``sequences`` is not ``(N, 4, L)``, not finite or not one-hot, or
         ``n_references < 1``.
     """
-    sequences = _check_sequences(sequences)
+    sequences = _draw.check_sequences(sequences)
     n_references = check_positive_int(n_references, "n_references")
     check_one_hot(sequences, "sequences", dim=1)
     n, _, length = sequences.shape
@@ -81,7 +80,7 @@ def uniform_references(sequences: Tensor, n_references: int = 1) -> Tensor:
         a non-floating dtype (0.25 is not representable), or
         ``n_references < 1``.
     """
-    sequences = _check_sequences(sequences)
+    sequences = _draw.check_sequences(sequences)
     n_references = check_positive_int(n_references, "n_references")
     if not sequences.is_floating_point():
         raise ValueError(
@@ -151,15 +150,15 @@ def gc_matched_references(
         ``start`` after ``end``; ``example_indices`` not ``N`` non-negative
         integers.
     """
-    d = _prepare_draw(sequences, n_references, start, end, example_indices, random_state,
-                      _kernels.TAG_GC)
+    d = _draw.prepare_draw(sequences, n_references, start, end, example_indices, random_state,
+                           _kernels.TAG_GC)
     if d.keys is None:
         return d.finish()
     n, n_references, length = d.ref_codes.shape
     gc = _kernels.gc_fractions(d.codes, d.start, d.end)
-    _parallel(
-        _write_task(_kernels.gc_pairs, (d.codes, d.start, d.end, gc, d.keys, d.ref_codes),
-                    d.ref_codes, d.view, d.one, d.zero),
+    _draw.parallel(
+        _draw.write_task(_kernels.gc_pairs, (d.codes, d.start, d.end, gc, d.keys, d.ref_codes),
+                         d.ref_codes, d.view, d.one, d.zero),
         (), n * n_references, length,
     )
     return d.finish()

@@ -199,12 +199,12 @@ def neighbour_inputs(adata_or_data: Any = None, k: int | None = None, *,
         genes, cells, split = list(data.genes), list(data.cells), data.split
         graph_name = "pbmc68k_reduced.obsp['distances']"
     elif hasattr(adata_or_data, "obsp") and hasattr(adata_or_data, "obs"):
-        from captum_genomics.methods.fast_shap import _anndata_matrix
+        from captum_genomics.sc.inputs import anndata_matrix
 
         adata = adata_or_data
         if use_raw is None:
             use_raw = layer is None and adata.raw is not None
-        matrix = _anndata_matrix(adata, layer, use_raw, "adata_or_data")
+        matrix = anndata_matrix(adata, layer, use_raw, "adata_or_data")
         x = matrix.toarray() if hasattr(matrix, "toarray") else np.asarray(matrix)
         x = np.array(x, dtype=np.float32)
         if label_key not in adata.obs:

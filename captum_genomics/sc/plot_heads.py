@@ -4,6 +4,8 @@
   grouped bars, heads significant after Benjamini-Hochberg marked ``*``.
 - :func:`plot_gene_head_heatmap`: gene x head heatmap of per-gene explained
   variance for the top genes of one group.
+- :func:`plot_gene_head_heatmap_grid`: those heatmaps for several groups, as
+  a grid of panels in one figure.
 
 The views of AMICI's head-ablation figures (Hong et al. 2025). matplotlib is
 optional (``pip install "captum-genomics[plot]"``) and imported inside the
@@ -13,11 +15,14 @@ functions. Figures are built with ``matplotlib.figure.Figure``, not
 
 from __future__ import annotations
 
+import math
+from typing import Sequence
+
 import numpy as np
 
 from captum_genomics._utils.figures import figure_class
 
-__all__ = ["plot_ev_bars", "plot_gene_head_heatmap"]
+__all__ = ["plot_ev_bars", "plot_gene_head_heatmap", "plot_gene_head_heatmap_grid"]
 
 
 def _np(x) -> np.ndarray:
@@ -61,7 +66,7 @@ def plot_ev_bars(result, ax=None, significance: str = "p_adj", show_full: bool =
     if significance not in ("p_adj", "p_value"):
         raise ValueError(
             f'`significance` must be "p_adj" or "p_value", got {significance!r}.')
-    kept = result._kept_groups()
+    kept = result.kept_group_indices()
     if len(kept) == 0:
         raise ValueError("Every group was skipped (too few cells); nothing to plot.")
     n_heads = len(result.heads)
@@ -131,7 +136,7 @@ def plot_gene_head_heatmap(result, group, k: int = 10, ax=None, title: str | Non
         If ``group`` is unknown or skipped, or it has no gene with a defined EV.
     """
     genes = result.top_genes(group, k)
-    gi = result._group_index(group)
+    gi = result.group_index(group)
     if not genes:
         raise ValueError(f"`group` {result.group_names[gi]!r} has no gene with a defined EV.")
     rows = [result.gene_names.index(g) for g in genes]
@@ -156,3 +161,49 @@ def plot_gene_head_heatmap(result, group, k: int = 10, ax=None, title: str | Non
                  fontsize=9)
     ax.figure.colorbar(im, ax=ax, label="explained variance")
     return ax.figure
+
+
+def plot_gene_head_heatmap_grid(result, groups: Sequence[str] | None = None, k: int = 10):
+    """:func:`plot_gene_head_heatmap` of several groups, one panel each, in one figure.
+
+    Panels are laid out row by row, at most 5 per row; unused axes of the
+    last row are hidden. Used for ``gene_head_heatmap.png`` of
+    :func:`captum_genomics.workflows.head_ablation_pbmc.run_head_ablation_on_data`.
+
+    Parameters
+    ----------
+    result : HeadAblationResult
+    groups : sequence of str, optional
+        The groups, in panel order. Default None: every group that was not
+        skipped (``result.kept_group_indices()``), in group order.
+    k
+        Genes per panel. Default 10.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        A ``constrained``-layout figure of size ``(3.4 * ncols, (0.28 * k +
+        1.6) * nrows)`` inches, ``ncols = min(len(groups), 5)``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`plot_gene_head_heatmap`, for any of the groups; if
+        ``groups`` is empty.
+    """
+    if groups is None:
+        groups = [result.group_names[i] for i in result.kept_group_indices()]
+    groups = list(groups)
+    if not groups:
+        raise ValueError("`groups` is empty; nothing to plot.")
+    n = len(groups)
+    ncols = min(n, 5)
+    nrows = math.ceil(n / ncols)
+    fig = figure_class()(figsize=(3.4 * ncols, 0.28 * k * nrows + 1.6 * nrows),
+                          layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, group in zip(axes, groups):
+        plot_gene_head_heatmap(result, group, k=k, ax=ax)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig

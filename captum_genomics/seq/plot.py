@@ -17,7 +17,12 @@ from torch import Tensor
 from captum_genomics.seq.io import ALPHABET
 from captum_genomics.seq.motifs import Motif
 
-__all__ = ["plot_attribution_logo", "plot_motif_logo", "save_attribution_figure"]
+__all__ = [
+    "plot_attribution_logo",
+    "plot_motif_logo",
+    "require_plotting",
+    "save_attribution_figure",
+]
 
 
 def _import_plotting():
@@ -29,6 +34,15 @@ def _import_plotting():
             "Plotting needs matplotlib and logomaker: pip install 'captum-genomics[plot]'."
         ) from err
     return logomaker, Figure
+
+
+def require_plotting() -> None:
+    """Raise ``ImportError`` (saying which extra installs them) unless matplotlib and logomaker import.
+
+    Lets a job skip its plots with a message instead of failing after the
+    computation.
+    """
+    _import_plotting()
 
 
 def _new_axes(ax, width: int):

@@ -1,18 +1,27 @@
-"""Tables over examples: per-class gene tables of attributions; head-ablation explained variance."""
+"""Tables over examples: per-class gene tables of attributions; head-ablation statistics.
+
+* :mod:`.attribution_tables`: :func:`attribution_table`, :func:`per_class_tables`,
+  :func:`top_genes`.
+* :mod:`.explained_variance`: :func:`encode_groups`, :func:`explained_variance`
+  (within-group explained variance from segment sums).
+* :mod:`.permutation`: :func:`permutation_test`, :func:`default_n_permutations`.
+* :mod:`.multiple_testing`: :func:`adjust_p_values` (Benjamini-Hochberg).
+
+``HeadAblationResult`` lives in :mod:`captum_genomics.heads.result`; it is
+still importable from here (loaded on first access, so importing this package
+does not import :mod:`captum_genomics.heads`).
+"""
+
+from typing import Any
 
 from captum_genomics.stats.attribution_tables import (
     attribution_table,
     per_class_tables,
     top_genes,
 )
-from captum_genomics.stats.explained_variance import (
-    HeadAblationResult,
-    adjust_p_values,
-    default_n_permutations,
-    encode_groups,
-    explained_variance,
-    permutation_test,
-)
+from captum_genomics.stats.explained_variance import encode_groups, explained_variance
+from captum_genomics.stats.multiple_testing import adjust_p_values
+from captum_genomics.stats.permutation import default_n_permutations, permutation_test
 
 __all__ = [
     "attribution_table",
@@ -25,3 +34,30 @@ __all__ = [
     "default_n_permutations",
     "adjust_p_values",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``HeadAblationResult``, imported from :mod:`captum_genomics.heads.result` on first access.
+
+    Parameters
+    ----------
+    name : str
+        The attribute looked up on this package.
+
+    Returns
+    -------
+    type
+        :class:`captum_genomics.heads.result.HeadAblationResult` for
+        ``name == "HeadAblationResult"``.
+
+    Raises
+    ------
+    AttributeError
+        For any other name.
+    """
+    if name == "HeadAblationResult":
+        from captum_genomics.heads.result import HeadAblationResult
+
+        globals()[name] = HeadAblationResult
+        return HeadAblationResult
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,7 +5,7 @@ Without options the suite runs on the hand-written models of
 hypothesis. With ``--model`` it runs the model-agnostic checks on the user's
 model instead (see ``captum_genomics/testing/README.md``)::
 
-    pytest validation --model mypkg.models:build --weights w.pt --input-length 1000
+    pytest captum_genomics/testing --model mypkg.models:build --weights w.pt --input-length 1000
 
 Hypothesis profiles: ``ci`` (default: 10 examples, derandomized, no
 deadline), ``dev`` (15 examples, random), ``user-model`` (3 examples, the
@@ -17,15 +17,13 @@ not loaded globally, so other test directories keep their own settings.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
-from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
+from captum_genomics._utils.models import ModelSpecError, load_user_model
 from captum_genomics.testing import models
 from captum_genomics.testing.models import CATALOG, STRATEGIES, ModelCase, catalog_case, catalog_flags
 
@@ -157,26 +155,6 @@ def max_k(request) -> int:
         "--model") else 4
 
 
-def _load_object(spec: str):
-    if ":" not in spec:
-        raise pytest.UsageError(f"--model must look like 'pkg.module:name' or "
-                                f"'file.py:name', got {spec!r}.")
-    where, name = spec.rsplit(":", 1)
-    if where.endswith(".py") or os.sep in where:
-        path = Path(where).resolve()
-        if not path.exists():
-            raise pytest.UsageError(f"--model: file {str(path)!r} does not exist.")
-        module_spec = importlib.util.spec_from_file_location(path.stem, path)
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
-    else:
-        module = importlib.import_module(where)
-    try:
-        return getattr(module, name)
-    except AttributeError:
-        raise pytest.UsageError(f"--model: {where!r} has no attribute {name!r}.") from None
-
-
 def _parse_target(text: str | None, output_shape: torch.Size):
     if text is None:
         return None if len(output_shape) == 1 else 0
@@ -191,18 +169,10 @@ def _user_case(config) -> ModelCase:
     length = config.getoption("--input-length")
     if length is None:
         raise pytest.UsageError("--model needs --input-length L (the sequence length).")
-    obj = _load_object(spec)
-    model = obj if isinstance(obj, torch.nn.Module) else obj()
-    if not isinstance(model, torch.nn.Module):
-        raise pytest.UsageError(f"--model {spec!r} gave a {type(model).__name__}, not an "
-                                "nn.Module.")
-    weights = config.getoption("--weights")
-    if weights:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        for key in ("state_dict", "model_state_dict"):
-            if isinstance(state, dict) and isinstance(state.get(key), dict):
-                state = state[key]
-        model.load_state_dict(state)
+    try:
+        model = load_user_model(spec, config.getoption("--weights"))
+    except ModelSpecError as err:
+        raise pytest.UsageError(str(err)) from None
     dtype = getattr(torch, config.getoption("--dtype"))
     model = model.to(dtype).eval()
     with torch.no_grad():

@@ -1,76 +1,30 @@
 """The Captum contract for amortized methods on tabular inputs ``(cells, genes)``.
 
-:mod:`captum_genomics.testing.test_contract` drives the sequence methods (per-example
+:mod:`captum_genomics.testing.test_contract_sequence` drives the sequence methods (per-example
 references, per-pair deltas). Methods here take no references and return one
 efficiency gap per example; each entry of :data:`TABULAR_METHODS` says how to
-build a fitted explainer for a model. Append one for a new method.
+build a fitted explainer for a model. The entries are the ``"tabular"`` ones of
+:data:`captum_genomics.testing.methods.METHODS`, the one list of the package's
+methods: append a ``MethodSpec`` there for a new method.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 import pytest
 import torch
-import torch.nn as nn
 from captum.attr import Attribution
 
-from captum_genomics import FastSHAP
 from captum_genomics.testing.checks import check_model_unchanged
+from captum_genomics.testing.methods import methods_of_kind
+from captum_genomics.testing.methods import tabular_cells as _cells
+from captum_genomics.testing.methods import tabular_model as _model
 
-DT = torch.float64
 pytestmark = pytest.mark.builtin  # tabular models: not the sequence model of --model
-N_GENES, N_CLASSES = 7, 3
 
 
-@dataclass(frozen=True)
-class TabularSpec:
-    """How the contract tests build one fitted tabular attribution method.
-
-    Attributes
-    ----------
-    name
-        Test id.
-    fit
-        ``(model, x_train (N, G), x_val, seed) -> Attribution``.
-    delta_tol
-        Largest ``|convergence delta|`` accepted in float64.
-    """
-
-    name: str
-    fit: Callable[..., Attribution]
-    delta_tol: float
-
-
-def _fit_fastshap(model, xtr, xva, seed=0, **train):
-    return FastSHAP.fit(model, xtr, xva, link="softmax", seed=seed,
-                        explainer_kwargs={"hidden_width": 32},
-                        train_kwargs={"max_epochs": 3, **train})
-
-
-TABULAR_METHODS = [
-    TabularSpec("FastSHAP", _fit_fastshap, 1e-12),
-    TabularSpec("FastSHAP-permutation",
-                lambda m, a, b, seed=0: _fit_fastshap(m, a, b, seed, objective="permutation"),
-                1e-12),
-]
+TABULAR_METHODS = methods_of_kind("tabular")
 
 method = pytest.mark.parametrize("spec", TABULAR_METHODS, ids=lambda s: s.name)
-
-
-def _model(seed=0):
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return nn.Sequential(nn.Linear(N_GENES, 16), nn.ReLU(),
-                             nn.Linear(16, N_CLASSES)).to(DT).eval()
-
-
-def _cells(n, seed):
-    """Non-negative, sparse, like log-normalized expression."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(n, N_GENES, generator=g, dtype=DT) * 3
-    return torch.where(torch.rand(n, N_GENES, generator=g, dtype=DT) < 0.4, 0.0, x)
 
 
 @pytest.fixture(scope="module")

@@ -101,8 +101,8 @@ def test_exact_oracle_is_efficient(pbmc):
 def test_fastshap_close_to_exact_and_efficient(pbmc):
     torch.set_num_threads(1)
     x, players = pbmc["x"], pbmc["players"]
-    fs = FastSHAP.fit(pbmc["model"], x, pbmc["cells"], players=players, link="softmax", seed=0,
-                      explainer_kwargs={"hidden_width": 128},
+    fs = FastSHAP.fit(pbmc["model"], x, pbmc["cells"], players=players, link="softmax",
+                      random_state=0, explainer_kwargs={"hidden_width": 128},
                       train_kwargs={"n_samples": 32, "batch_size": 32, "lr": 2e-3,
                                     "max_epochs": 80, "early_stopping_patience": 80})
     phi, delta = fs.attribute(pbmc["cells"], target=pbmc["target"], return_player_values=True,

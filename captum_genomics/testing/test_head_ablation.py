@@ -35,6 +35,7 @@ from captum_genomics.heads import (
 )
 from captum_genomics.methods import HeadAblationExplainedVariance
 from captum_genomics.stats.explained_variance import explained_variance
+from captum_genomics.testing.methods import NeighbourModel
 from captum_genomics.testing.models import bounded
 
 DT = torch.float64
@@ -43,28 +44,6 @@ pytestmark = pytest.mark.builtin
 
 
 # ----------------------------------------------------------------------------- models
-class NeighbourModel(nn.Module):
-    """Attention over neighbours: the query from the cell type, keys/values from neighbours."""
-
-    def __init__(self, n_features=6, n_genes=6, n_types=5, embed=12, heads=3, seed=0):
-        super().__init__()
-        torch.manual_seed(seed)
-        self.encode = nn.Linear(n_features, embed)
-        self.query = nn.Embedding(n_types, embed)
-        self.attention = nn.MultiheadAttention(embed, heads, batch_first=True)
-        self.decode = nn.Linear(embed, n_genes)
-        with torch.no_grad():
-            for p in self.parameters():
-                p.normal_(0, 0.4)
-        self.to(DT).eval()
-
-    def forward(self, neighbours, cell_type):
-        kv = torch.tanh(self.encode(neighbours))
-        q = self.query(cell_type).unsqueeze(1)
-        out, _ = self.attention(q, kv, kv)
-        return self.decode(out.squeeze(1))
-
-
 class LoopAttention(nn.Module):
     """Batch-first multi-head attention computed head by head in a Python loop.
 

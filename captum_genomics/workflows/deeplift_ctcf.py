@@ -478,9 +478,9 @@ def run_attribution_job(
         files += ["controls_ohe.npz", "controls_contributions.npz"]
     if plot:
         try:
-            from captum_genomics.seq.plot import _import_plotting
+            from captum_genomics.seq.plot import require_plotting
 
-            _import_plotting()
+            require_plotting()
         except ImportError as err:
             lines.append(f"logo.png skipped: {err}")
         else:

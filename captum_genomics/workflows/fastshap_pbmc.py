@@ -35,10 +35,12 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
+
+from captum_genomics._utils.deprecation import MISSING, renamed_keyword
 
 __all__ = ["PBMC_MARKERS", "MARKER_SOURCE", "run_fastshap_on_data", "run_fastshap_job"]
 
@@ -81,7 +83,7 @@ def run_fastshap_on_data(
     label_names: Sequence[str],
     split: dict,
     out_dir: str | os.PathLike,
-    seed: int = 0,
+    random_state: int = 0,
     max_epochs: int = 40,
     n_samples: int = 32,
     link: str = "softmax",
@@ -94,6 +96,8 @@ def run_fastshap_on_data(
     plot: bool = True,
     verbose: bool = True,
     label: str = "cells",
+    *,
+    seed: Any = MISSING,
 ) -> dict:
     """Fit FastSHAP over genes, explain held-out cells, write tables and plots.
 
@@ -111,7 +115,7 @@ def run_fastshap_on_data(
         ``"train"``, ``"validation"``, ``"test"`` cell indices.
     out_dir
         Output folder (created).
-    seed
+    random_state
         Seeds the explainer's initialization and training. Default 0.
     max_epochs
         Explainer training epochs (cosine learning-rate decay; the best
@@ -146,12 +150,26 @@ def run_fastshap_on_data(
         Print the report. Default True.
     label
         What the cells are, for the report.
+    seed
+        Deprecated spelling of ``random_state``, kept for one release
+        (``DeprecationWarning``).
 
     Returns
     -------
     dict
-        The content of ``summary.json`` plus ``"report"`` (the printed text).
+        The content of ``summary.json`` (where ``random_state`` is recorded
+        as ``"seed"``) plus ``"report"`` (the printed text).
+
+    Raises
+    ------
+    ValueError
+        If ``target`` is not ``"true"`` or ``"predicted"``, or FastSHAP
+        rejects the model or data.
+    TypeError
+        If ``seed`` and ``random_state`` are both given, with different values.
     """
+    random_state = renamed_keyword("seed", seed, "random_state", random_state, 0,
+                                   "run_fastshap_on_data")
     from captum_genomics import FastSHAP
     from captum_genomics.fastshap.augment import feature_dropout
     from captum_genomics.stats import attribution_table, top_genes
@@ -174,7 +192,7 @@ def run_fastshap_on_data(
     if gene_dropout:
         train_kwargs["augment"] = feature_dropout(gene_dropout, keep_original=0.3)
     t0 = time.perf_counter()
-    fs = FastSHAP.fit(model, xt[tr], xt[va], link=link, seed=seed,
+    fs = FastSHAP.fit(model, xt[tr], xt[va], link=link, random_state=random_state,
                       explainer_kwargs={"hidden_width": 256},
                       train_kwargs=train_kwargs)
     fit_seconds = time.perf_counter() - t0
@@ -251,7 +269,7 @@ def run_fastshap_on_data(
             lines.append(f"plots skipped: {err}")
     summary = {
         "n_cells": int(len(te)), "n_genes": len(genes), "link": link, "target": target,
-        "game": "baseline: held-out genes set to 0", "seed": seed,
+        "game": "baseline: held-out genes set to 0", "seed": random_state,
         "max_epochs": max_epochs, "n_samples": n_samples, "objective": objective,
         "gene_dropout": gene_dropout,
         "fit_seconds": round(fit_seconds, 2), "explain_seconds": round(explain_seconds, 3),
@@ -273,30 +291,39 @@ def run_fastshap_on_data(
     return summary
 
 
-def run_fastshap_job(out_dir: str | os.PathLike = "captum_genomics_fastshap_out", seed: int = 0,
-                     max_epochs: int = 40, n_samples: int = 32, link: str = "softmax",
-                     objective: str = "permutation", gene_dropout: float = 0.15,
-                     target: str = "true", n_cells: int | None = None, top_k: int = 10,
-                     plot: bool = True, verbose: bool = True) -> dict:
+def run_fastshap_job(out_dir: str | os.PathLike = "captum_genomics_fastshap_out",
+                     random_state: int = 0, max_epochs: int = 40, n_samples: int = 32,
+                     link: str = "softmax", objective: str = "permutation",
+                     gene_dropout: float = 0.15, target: str = "true",
+                     n_cells: int | None = None, top_k: int = 10, plot: bool = True,
+                     verbose: bool = True, *, seed: Any = MISSING) -> dict:
     """The default single-cell job on ``pbmc68k_reduced`` with the shipped classifier.
 
     Parameters are those of :func:`run_fastshap_on_data`; the data, model,
     split (the classifier's own, seed 0) and markers (:data:`PBMC_MARKERS`)
-    are fixed. ``seed`` seeds FastSHAP only. With the defaults it takes about
-    two minutes on one CPU thread.
+    are fixed. ``random_state`` seeds FastSHAP only (``seed``: its deprecated
+    spelling, kept for one release). With the defaults it takes about two
+    minutes on one CPU thread.
 
     Returns
     -------
     dict
         See :func:`run_fastshap_on_data`.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`run_fastshap_on_data`.
     """
+    random_state = renamed_keyword("seed", seed, "random_state", random_state, 0,
+                                   "run_fastshap_job")
     from captum_genomics.sc.pbmc import load_pbmc68k
     from captum_genomics.zoo.pbmc import load_pbmc_classifier
 
     data = load_pbmc68k()
     return run_fastshap_on_data(
         load_pbmc_classifier(), data.X, data.labels, data.genes, data.label_names, data.split,
-        out_dir, seed=seed, max_epochs=max_epochs, n_samples=n_samples, link=link,
+        out_dir, random_state=random_state, max_epochs=max_epochs, n_samples=n_samples, link=link,
         objective=objective, gene_dropout=gene_dropout,
         target=target, n_cells=n_cells, top_k=top_k, markers=PBMC_MARKERS, plot=plot,
         verbose=verbose, label="PBMCs (pbmc68k_reduced test split)",

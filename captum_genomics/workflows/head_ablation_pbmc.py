@@ -37,6 +37,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from captum_genomics._utils.deprecation import MISSING, renamed_keyword
+
 __all__ = ["run_head_ablation_on_data", "run_head_ablation_job", "format_head_table",
            "CELL_SETS"]
 
@@ -83,23 +85,6 @@ def format_head_table(result) -> str:
     return text
 
 
-def _heatmap_grid(result, groups: Sequence[str], k: int):
-    from captum_genomics._utils.figures import figure_class
-    from captum_genomics.sc.plot_heads import plot_gene_head_heatmap
-
-    n = len(groups)
-    ncols = min(n, 5)
-    nrows = math.ceil(n / ncols)
-    fig = figure_class()(figsize=(3.4 * ncols, 0.28 * k * nrows + 1.6 * nrows),
-                          layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax, group in zip(axes, groups):
-        plot_gene_head_heatmap(result, group, k=k, ax=ax)
-    for ax in axes[n:]:
-        ax.set_visible(False)
-    return fig
-
-
 def run_head_ablation_on_data(
     model: torch.nn.Module,
     inputs: Any,
@@ -120,8 +105,10 @@ def run_head_ablation_on_data(
     top_k: int = 10,
     plot: bool = True,
     verbose: bool = True,
-    progress: bool = False,
+    show_progress: bool = False,
     label: str = "cells",
+    *,
+    progress: Any = MISSING,
 ) -> dict:
     """Head-ablation explained variance of any model; write tables and plots.
 
@@ -145,7 +132,7 @@ def run_head_ablation_on_data(
     gene_names
         Length G. Default ``gene0, gene1, ...``.
     additional_forward_args, heads, ablation, mode, reference_inputs, n_permutations, alpha,
-    random_state, batch_size, progress
+    random_state, batch_size, show_progress
         Passed to :meth:`HeadAblationExplainedVariance.attribute`. Defaults: all
         heads, ``"keep"`` (keep one head), ``"zero"`` ablation, permutations
         ``ceil(n_heads * n_groups / alpha)``, ``alpha=0.05``, seed 0.
@@ -157,6 +144,9 @@ def run_head_ablation_on_data(
         Print the report. Default True.
     label
         What the cells are, for the report.
+    progress : bool, keyword-only
+        Deprecated spelling of ``show_progress`` (a ``DeprecationWarning``);
+        removed in the next release.
 
     Returns
     -------
@@ -169,11 +159,14 @@ def run_head_ablation_on_data(
     ValueError, TypeError
         As :meth:`HeadAblationExplainedVariance.attribute` (bad layers, head
         indices, group lengths, NaN, alpha) and ``ValueError`` for a
-        ``top_k`` below 1.
+        ``top_k`` below 1; ``TypeError`` if both ``progress`` and
+        ``show_progress`` are given with different values.
     """
     from captum_genomics._utils.checks import check_positive_int
     from captum_genomics.methods.head_ablation import HeadAblationExplainedVariance
 
+    show_progress = renamed_keyword("progress", progress, "show_progress", show_progress, False,
+                                    "run_head_ablation_on_data")
     check_positive_int(top_k, "top_k")
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -183,7 +176,7 @@ def run_head_ablation_on_data(
         inputs, groups, observed, additional_forward_args=additional_forward_args, heads=heads,
         ablation=ablation, mode=mode, reference_inputs=reference_inputs,
         n_permutations=n_permutations, alpha=alpha, random_state=random_state,
-        batch_size=batch_size, gene_names=gene_names, progress=progress)
+        batch_size=batch_size, gene_names=gene_names, show_progress=show_progress)
     seconds = time.perf_counter() - t0
     out_dir.mkdir(parents=True, exist_ok=True)
     result.to_frame().to_csv(out_dir / "ev_table.csv", index=False)
@@ -205,12 +198,12 @@ def run_head_ablation_on_data(
     ]
     if plot:
         try:
-            from captum_genomics.sc.plot_heads import plot_ev_bars
+            from captum_genomics.sc.plot_heads import plot_ev_bars, plot_gene_head_heatmap_grid
 
             plot_ev_bars(result).savefig(out_dir / "ev_bars.png", dpi=110,
                                          bbox_inches="tight")
-            _heatmap_grid(result, kept, top_k).savefig(out_dir / "gene_head_heatmap.png",
-                                                       dpi=80)
+            plot_gene_head_heatmap_grid(result, kept, top_k).savefig(
+                out_dir / "gene_head_heatmap.png", dpi=80)
             files += ["ev_bars.png", "gene_head_heatmap.png"]
         except ImportError as err:
             lines.append(f"plots skipped: {err}")
@@ -254,7 +247,7 @@ def run_head_ablation_job(out_dir: str | os.PathLike = "captum_genomics_heads_ou
                           n_permutations: int | None = None, alpha: float = 0.05,
                           random_state: int = 0, batch_size: int | None = None,
                           top_k: int = 10, plot: bool = True, verbose: bool = True,
-                          progress: bool = False) -> dict:
+                          show_progress: bool = False, *, progress: Any = MISSING) -> dict:
     """The default job: the shipped neighbour-attention model on ``pbmc68k_reduced``.
 
     Parameters
@@ -267,9 +260,12 @@ def run_head_ablation_job(out_dir: str | os.PathLike = "captum_genomics_heads_ou
         142 held-out cells (some types then have 2-3 cells, too few for small
         p-values).
     ablation, mode, n_permutations, alpha, random_state, batch_size, top_k, plot, verbose,
-    progress
+    show_progress
         See :func:`run_head_ablation_on_data`. With ``mode="mean"`` the
         reference set is the train split's cells.
+    progress : bool, keyword-only
+        Deprecated spelling of ``show_progress`` (a ``DeprecationWarning``);
+        removed in the next release.
 
     Returns
     -------
@@ -280,10 +276,14 @@ def run_head_ablation_job(out_dir: str | os.PathLike = "captum_genomics_heads_ou
     ------
     ValueError
         For an unknown ``cells`` (and as :func:`run_head_ablation_on_data`).
+    TypeError
+        If both ``progress`` and ``show_progress`` are given with different values.
     """
     from captum_genomics.sc.neighbours import neighbour_inputs
     from captum_genomics.zoo.pbmc_attention import load_pbmc_attention_model
 
+    show_progress = renamed_keyword("progress", progress, "show_progress", show_progress, False,
+                                    "run_head_ablation_job")
     if cells not in CELL_SETS:
         raise ValueError(f"`cells` must be one of {CELL_SETS}, got {cells!r}.")
     data = neighbour_inputs()
@@ -300,6 +300,6 @@ def run_head_ablation_job(out_dir: str | os.PathLike = "captum_genomics_heads_ou
         names[data.cell_type[idx].numpy()], data.observed[idx], out_dir, layers="attention",
         gene_names=data.gene_names, ablation=ablation, mode=mode, reference_inputs=reference,
         n_permutations=n_permutations, alpha=alpha, random_state=random_state,
-        batch_size=batch_size, top_k=top_k, plot=plot, verbose=verbose, progress=progress,
+        batch_size=batch_size, top_k=top_k, plot=plot, verbose=verbose, show_progress=show_progress,
         label=f"PBMCs (pbmc68k_reduced, {which}; shipped neighbour-attention model)",
     )

@@ -40,7 +40,7 @@ tr, va, te = (data.split[k] for k in ("train", "validation", "test"))
 
 # 2. train the explainer on the model's own game: held-out genes = 0, softmax probabilities
 t0 = time.perf_counter()
-fs = FastSHAP.fit(model, x[tr], x[va], link="softmax", seed=0,
+fs = FastSHAP.fit(model, x[tr], x[va], link="softmax", random_state=0,
                   explainer_kwargs={"hidden_width": 256},
                   train_kwargs={"objective": "permutation", "max_epochs": 40, "lr": 1e-3,
                                 "schedule": "cosine", "early_stopping_patience": None,

@@ -22,8 +22,8 @@ from captum_genomics.heads import (
 )
 from captum_genomics.methods.head_ablation import HeadAblationExplainedVariance
 from captum_genomics.sc.neighbours import neighbour_inputs
-from captum_genomics.sc.plot_heads import plot_ev_bars
-from captum_genomics.workflows.head_ablation_pbmc import _heatmap_grid, format_head_table
+from captum_genomics.sc.plot_heads import plot_ev_bars, plot_gene_head_heatmap_grid
+from captum_genomics.workflows.head_ablation_pbmc import format_head_table
 from captum_genomics.zoo.pbmc_attention import (
     load_pbmc_attention_metadata,
     load_pbmc_attention_model,
@@ -108,7 +108,8 @@ def main():
     args.img.mkdir(parents=True, exist_ok=True)
     plot_ev_bars(result).savefig(args.img / "ev_bars.png", dpi=80, bbox_inches="tight")
     kept = [g for g in result.group_names if g not in result.skipped_groups]
-    _heatmap_grid(result, kept, 10).savefig(args.img / "gene_head_heatmap.png", dpi=65)
+    plot_gene_head_heatmap_grid(result, kept, 10).savefig(args.img / "gene_head_heatmap.png",
+                                                          dpi=65)
     for f in sorted(args.img.iterdir()):
         print(f.name, f.stat().st_size // 1024, "KB")
 

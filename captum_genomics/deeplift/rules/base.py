@@ -17,6 +17,10 @@ multipliers. Rules see the operation twice, in the two passes the engine in
 Both passes see the same operations in the same order, so the ``i``-th
 recorded state belongs to the ``i``-th call in the input pass. Rules hold no
 per-call state themselves and write nothing onto the user's modules.
+
+An operation on input-dependent tensors that no rule covers is reported with
+:class:`UnsupportedOperationWarning`, or :class:`UnsupportedOperationError`
+under ``strict=True`` (and when a rule meets a call it cannot handle).
 """
 
 from __future__ import annotations
@@ -27,7 +31,22 @@ from typing import Any, Callable, Iterator
 
 from torch import Tensor
 
-__all__ = ["Rule", "PairCursor", "strip_inplace", "requires_grad"]
+__all__ = [
+    "Rule",
+    "PairCursor",
+    "strip_inplace",
+    "requires_grad",
+    "UnsupportedOperationError",
+    "UnsupportedOperationWarning",
+]
+
+
+class UnsupportedOperationError(NotImplementedError):
+    """An operation on input-dependent tensors has no DeepLIFT rule (raised under ``strict=True``)."""
+
+
+class UnsupportedOperationWarning(UserWarning):
+    """An operation on input-dependent tensors has no DeepLIFT rule and was treated as linear."""
 
 
 class PairCursor:

@@ -28,19 +28,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from captum_genomics.deeplift.rules.base import Rule, requires_grad
+from captum_genomics.deeplift.rules.base import Rule, UnsupportedOperationError, requires_grad
 
 __all__ = ["MaxPool", "MaxReduce"]
 
 
-def _route(grad_flat, ix, ir, cx, cr, dx_flat):
-    numer = torch.zeros_like(dx_flat)
-    numer.scatter_add_(-1, ix, grad_flat * cx)
-    numer.scatter_add_(-1, ir, grad_flat * cr)
-    fallback = torch.zeros_like(dx_flat)
-    fallback.scatter_add_(-1, ix, grad_flat)
-    zero = dx_flat == 0
-    return torch.where(zero, fallback, numer / torch.where(zero, torch.ones_like(dx_flat), dx_flat))
+def _route(grad, ix, ir, cx, cr, dx, dim=-1):
+    """Multipliers along ``dim``: ``grad * cx`` to the input argmax ``ix`` plus ``grad * cr``
+    to the reference argmax ``ir``, divided by the input change ``dx``; where ``dx == 0``
+    the ordinary max gradient (``grad`` to ``ix``)."""
+    numer = torch.zeros_like(dx)
+    numer.scatter_add_(dim, ix, grad * cx)
+    numer.scatter_add_(dim, ir, grad * cr)
+    fallback = torch.zeros_like(dx)
+    fallback.scatter_add_(dim, ix, grad)
+    zero = dx == 0
+    return torch.where(zero, fallback, numer / torch.where(zero, torch.ones_like(dx), dx))
 
 
 def _coefficients(y, yr):
@@ -141,12 +144,7 @@ class _MaxReduceFunction(torch.autograd.Function):
         k = ctx.pairs.k
         ir, cx, cr, dx = ir[k], cx[k], cr[k], dx[k]
         g = grad if ctx.keepdim else grad.unsqueeze(ctx.dim)
-        d = ctx.dim
-        numer = torch.zeros_like(dx).scatter_add_(d, ix, g * cx).scatter_add_(d, ir, g * cr)
-        fallback = torch.zeros_like(dx).scatter_add_(d, ix, g)
-        zero = dx == 0
-        out = torch.where(zero, fallback, numer / torch.where(zero, torch.ones_like(dx), dx))
-        return out, None, None, None, None
+        return _route(g, ix, ir, cx, cr, dx, ctx.dim), None, None, None, None
 
 
 def _parse_dim(args, kwargs):
@@ -171,8 +169,6 @@ class MaxReduce(Rule):
         x = args[0]
         if not requires_grad(x):
             return func(*args, **kwargs)
-        from captum_genomics.deeplift.rules.registry import UnsupportedOperationError
-
         dim, keepdim = _parse_dim(args, kwargs)
         fname = getattr(func, "__name__", "max")
         if isinstance(dim, (tuple, list)) and len(dim) == 1:

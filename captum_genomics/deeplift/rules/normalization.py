@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from captum_genomics.deeplift.rules.base import Rule, requires_grad
+from captum_genomics.deeplift.rules.base import Rule, UnsupportedOperationError, requires_grad
 
 __all__ = ["Normalization"]
 
@@ -90,8 +90,6 @@ class Normalization(Rule):
         if eps is None:
             eps = 1e-5 if self.center else torch.finfo(x.dtype).eps
         if requires_grad(weight) or requires_grad(bias):
-            from captum_genomics.deeplift.rules.registry import UnsupportedOperationError
-
             raise UnsupportedOperationError(
                 f"`{func.__name__}` with an input-dependent weight or bias is not supported."
             )

@@ -9,8 +9,9 @@ overriding rules for one call never changes another call, and there is no
 global state.
 
 Operations that are neither in the registry nor known to be linear (see
-``LINEAR_OPS``) are reported when they act on input-dependent tensors: a
-warning that names them, or :class:`UnsupportedOperationError` under
+``LINEAR_OPS`` in :mod:`captum_genomics.deeplift.rules.ops`) are reported when
+they act on input-dependent tensors: a warning that names them, or
+:class:`~captum_genomics.deeplift.rules.base.UnsupportedOperationError` under
 ``strict=True``. They are never silently treated as linear.
 """
 
@@ -23,6 +24,7 @@ from captum_genomics.deeplift.rules.conv import Conv1dInputGradient
 from captum_genomics.deeplift.rules.glu import GLU
 from captum_genomics.deeplift.rules.maxpool import MaxPool, MaxReduce
 from captum_genomics.deeplift.rules.normalization import Normalization
+from captum_genomics.deeplift.rules.ops import ELEMENTWISE_OPS
 from captum_genomics.deeplift.rules.product import Product
 from captum_genomics.deeplift.rules.rescale import Rescale
 from captum_genomics.deeplift.rules.softmax import Softmax
@@ -33,66 +35,7 @@ __all__ = [
     "RuleRegistry",
     "default_rules",
     "op_name",
-    "UnsupportedOperationError",
-    "UnsupportedOperationWarning",
-    "LINEAR_OPS",
-    "ELEMENTWISE_OPS",
 ]
-
-
-class UnsupportedOperationError(NotImplementedError):
-    """An operation on input-dependent tensors has no DeepLIFT rule (raised under ``strict=True``)."""
-
-
-class UnsupportedOperationWarning(UserWarning):
-    """An operation on input-dependent tensors has no DeepLIFT rule and was treated as linear."""
-
-
-#: Elementwise functions of one input-dependent tensor, handled by the rescale rule.
-ELEMENTWISE_OPS = (
-    # torch.nn activations
-    "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish",
-    "softplus", "sigmoid", "tanh", "hardtanh", "softsign", "hardswish",
-    "hardsigmoid", "hardshrink", "softshrink", "tanhshrink", "logsigmoid",
-    "log_sigmoid", "rrelu", "threshold", "prelu",
-    # elementwise math
-    "exp", "exp2", "expm1", "log", "log1p", "log2", "log10", "sqrt", "rsqrt", "abs",
-    "square", "sin", "cos", "tan", "sinh", "cosh", "asinh", "atan", "asin", "acos",
-    "atanh", "acosh", "erf", "erfc", "erfinv", "sign", "sgn", "clamp", "clamp_min",
-    "clamp_max", "pow", "reciprocal", "logit", "floor", "ceil", "round", "trunc",
-    "frac", "sinc", "nan_to_num",
-)
-
-#: Operations that are linear (or merely structural) in each input-dependent tensor.
-LINEAR_OPS = frozenset((
-    "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
-    "conv_transpose3d", "conv_tbc", "linear", "addmm", "addmv", "mv", "einsum", "tensordot",
-    "outer", "dot", "kron", "add", "radd", "iadd", "sub", "rsub", "isub", "neg",
-    "negative", "div", "truediv", "rtruediv", "itruediv", "true_divide", "imul", "rmul",
-    "sum", "mean", "nansum", "cumsum", "trace", "diff",
-    "reshape", "view", "view_as", "flatten", "unflatten", "permute", "transpose",
-    "t", "mT", "T", "squeeze", "unsqueeze", "expand", "expand_as", "repeat",
-    "repeat_interleave", "contiguous", "clone", "detach", "to", "type", "type_as",
-    "float", "double", "half", "bfloat16", "cpu", "cuda", "cat", "concat",
-    "concatenate", "stack", "hstack", "vstack", "split", "split_with_sizes", "chunk",
-    "tensor_split", "narrow", "select", "index_select", "gather", "take_along_dim",
-    "getitem", "setitem", "pad", "constant_pad_nd", "avg_pool1d", "avg_pool2d",
-    "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
-    "lp_pool1d", "batch_norm", "dropout", "dropout1d", "dropout2d", "dropout3d",
-    "alpha_dropout", "feature_alpha_dropout", "interpolate", "upsample",
-    "roll", "flip", "fliplr", "flipud", "rot90", "tile", "movedim", "moveaxis",
-    "swapaxes", "swapdims", "unbind", "masked_fill", "masked_select", "where",
-    "diagonal", "diag", "diag_embed", "tril", "triu", "unfold", "fold",
-    "pixel_shuffle", "pixel_unshuffle", "channel_shuffle", "as_strided",
-    "sum_to_size", "broadcast_to", "atleast_1d", "atleast_2d", "atleast_3d",
-    "ravel", "zeros_like", "ones_like", "empty_like", "full_like", "new_zeros",
-    "new_ones", "new_empty", "new_full", "requires_grad_", "retain_grad",
-    "register_hook", "copy_", "fill_", "zero_", "get", "set", "identity",
-    "scatter", "scatter_add", "index_add", "index_copy", "index_put", "put",
-    "embedding_bag", "linalg_vector_norm_linear", "real", "imag", "conj",
-    "resolve_conj", "resolve_neg", "align_to", "refine_names", "rename", "mul",
-    "matmul", "mm", "bmm", "baddbmm", "addbmm", "float_power_scalar",
-))
 
 
 #: Other spellings of the same op (``torch.special`` names, numpy-style aliases).

@@ -16,7 +16,12 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from captum_genomics.deeplift.rules.base import Rule, requires_grad, strip_inplace
+from captum_genomics.deeplift.rules.base import (
+    Rule,
+    UnsupportedOperationError,
+    requires_grad,
+    strip_inplace,
+)
 
 __all__ = ["Rescale", "elementwise_derivative"]
 
@@ -111,8 +116,6 @@ class Rescale(Rule):
 
 
 def _two_inputs_error(func) -> NotImplementedError:
-    from captum_genomics.deeplift.rules.registry import UnsupportedOperationError
-
     name = getattr(func, "__name__", repr(func))
     return UnsupportedOperationError(
         f"`{name}` is called with more than one input-dependent tensor; the "
