@@ -208,7 +208,7 @@ def _run_fastshap(args) -> dict:
         raise CLIError(f"--model returns shape {tuple(out.shape)} but {args.label_key!r} has "
                        f"{len(label_names)} classes; expected (N, {len(label_names)}).")
     return run_fastshap_on_data(model, x.astype(np.float32), labels, list(genes), label_names,
-                                stratified_split(labels, seed=0), args.out,
+                                stratified_split(labels, random_state=0), args.out,
                                 label=f"cells of {args.h5ad.name}", **common)
 
 
@@ -352,28 +352,15 @@ def _read_h5ad(path) -> "anndata.AnnData":  # noqa: F821 - optional dependency
 def load_model(spec: str, weights: str | os.PathLike | None = None) -> torch.nn.Module:
     """Build a user model from ``MODULE:FACTORY`` and load its weights.
 
-    Parameters
-    ----------
-    spec
-        ``"package.module:factory"`` or ``"path/to/file.py:factory"``;
-        ``factory()`` is called with no arguments and must return a
-        ``torch.nn.Module`` (a module instance under that name is used as is).
-    weights
-        A state dict saved with ``torch.save(model.state_dict(), path)``, or a
-        checkpoint dict holding it under ``"state_dict"`` /
-        ``"model_state_dict"``, read with ``torch.load(weights_only=True)``.
-        Default: keep the factory's weights.
-
-    Returns
-    -------
-    torch.nn.Module
-        On the CPU, in eval mode.
+    The spec and weight files accepted, and the model returned (on the CPU,
+    in eval mode), are those of
+    :func:`captum_genomics._utils.models.load_user_model`, which the
+    validation suite's ``--model``/``--weights`` use too.
 
     Raises
     ------
     CLIError
-        If the spec is malformed, the module or factory is missing, the
-        factory does not return a module, or the weights do not load.
+        With ``load_user_model``'s one-line message, for the CLI to print.
     """
     from captum_genomics._utils.models import ModelSpecError, load_user_model
 

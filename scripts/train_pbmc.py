@@ -46,7 +46,7 @@ def main():
     torch.set_num_threads(1)
     torch.manual_seed(SEED)
     t0 = time.perf_counter()
-    data = load_pbmc68k(seed=SEED)
+    data = load_pbmc68k(random_state=SEED)
     x = torch.from_numpy(data.X)
     y = torch.from_numpy(data.labels)
     tr, va, te = (torch.from_numpy(data.split[k]) for k in ("train", "validation", "test"))

@@ -78,7 +78,7 @@ def main():
     torch.set_num_threads(1)
     torch.manual_seed(SEED)
     t0 = time.perf_counter()
-    data = neighbour_inputs(split_seed=SEED)
+    data = neighbour_inputs(split_random_state=SEED)
     nb, ct, y = data.neighbours, data.cell_type, data.observed
     tr, va, te = (torch.from_numpy(data.split[k]) for k in ("train", "validation", "test"))
     model = NeighbourAttentionModel(**ARCH)

@@ -21,7 +21,7 @@ import torch.nn.functional as F_
 from torch import Tensor, nn
 
 from captum_genomics._utils.checks import check_positive_int
-from captum_genomics._utils.deprecation import MISSING, renamed_keyword
+from captum_genomics._utils.deprecation import MISSING, renamed_keyword, renamed_training_keywords
 from captum_genomics._utils.devices import module_device
 from captum_genomics.fastshap.explainer import _seeded_init, build_mlp, default_hidden_width
 from captum_genomics.fastshap.players import Players
@@ -260,10 +260,8 @@ def train_surrogate(surrogate: MaskedSurrogate, model, x_train: Tensor, x_val: T
         If a deprecated keyword and its new spelling are both given, with
         different values.
     """
-    random_state = renamed_keyword("seed", seed, "random_state", random_state, 0,
-                                   "train_surrogate")
-    show_progress = renamed_keyword("progress_bar", progress_bar, "show_progress",
-                                    show_progress, False, "train_surrogate")
+    random_state, show_progress = renamed_training_keywords(
+        "train_surrogate", seed, random_state, progress_bar, show_progress)
     if task not in TASKS:
         raise ValueError(f"`task` must be one of {TASKS}, got {task!r}.")
     if model_link is None:

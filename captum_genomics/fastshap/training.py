@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from captum_genomics._utils.checks import check_positive_int
-from captum_genomics._utils.deprecation import MISSING, renamed_keyword
+from captum_genomics._utils.deprecation import MISSING, renamed_training_keywords
 from captum_genomics._utils.devices import module_device
 from captum_genomics.fastshap.games import active_players
 from captum_genomics.fastshap.normalization import constrain
@@ -401,10 +401,8 @@ def train_explainer(explainer: nn.Module, game, x_train: Tensor, x_val: Tensor,
         If a deprecated keyword and its new spelling are both given, with
         different values.
     """
-    random_state = renamed_keyword("seed", seed, "random_state", random_state, 0,
-                                   "train_explainer")
-    show_progress = renamed_keyword("progress_bar", progress_bar, "show_progress",
-                                    show_progress, False, "train_explainer")
+    random_state, show_progress = renamed_training_keywords(
+        "train_explainer", seed, random_state, progress_bar, show_progress)
     players = game.players if players is None else players
     if players.n_players != game.n_players:
         raise ValueError(f"`players` has d={players.n_players} but the game has d={game.n_players}.")

@@ -30,14 +30,14 @@ from captum_genomics._utils.deprecation import MISSING, renamed_keyword
 from captum_genomics.heads.adapters import HeadAdapter
 
 __all__ = [
-    "ablated_forward",
-    "keep_masks",
-    "reference_means",
-    "MODES",
     "ABLATIONS",
     "DEFAULT_BATCH_ROWS",
     "DEFAULT_CHUNK_BYTES",
+    "MODES",
+    "ablated_forward",
     "default_batch_size",
+    "keep_masks",
+    "reference_means",
 ]
 
 MODES = ("zero", "mean")

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from captum_genomics._utils.captum import PerturbationAttribution, format_additional_forward_args, log_usage
 from captum_genomics._utils.checks import check_eval_mode, check_positive_int
-from captum_genomics._utils.deprecation import MISSING, renamed_keyword
+from captum_genomics._utils.deprecation import MISSING, renamed_training_keywords
 from captum_genomics._utils.devices import module_device, module_dtype
 from captum_genomics._utils.targets import resolve_output_targets, select_outputs
 from captum_genomics.fastshap.explainer import MLPExplainer
@@ -289,10 +289,8 @@ class FastSHAP(PerturbationAttribution):
             A ``game`` that is neither a name nor a ``Game``, or a deprecated
             keyword given with a different value under its new name.
         """
-        random_state = renamed_keyword("seed", seed, "random_state", random_state, 0,
-                                       "FastSHAP.fit")
-        show_progress = renamed_keyword("progress_bar", progress_bar, "show_progress",
-                                        show_progress, False, "FastSHAP.fit")
+        random_state, show_progress = renamed_training_keywords(
+            "FastSHAP.fit", seed, random_state, progress_bar, show_progress)
         check_eval_mode(model, "model")
         check_game(game, background)
         device = module_device(model, torch.device("cpu"))
@@ -482,19 +480,7 @@ class FastSHAP(PerturbationAttribution):
                 "values. Wrap the model, e.g. `lambda x: model(x, *args)`, and fit on that."
             )
         was_tuple = isinstance(inputs, tuple)
-        if was_tuple:
-            if len(inputs) != 1:
-                raise ValueError(
-                    f"`inputs` tuple must hold exactly one tensor (FastSHAP explains one input), "
-                    f"got {len(inputs)}."
-                )
-            inputs = inputs[0]
-        rows = FeatureRows(inputs, layer, use_raw, "inputs")
-        if rows.n_features != self.n_features:
-            raise ValueError(
-                f"`inputs` has {rows.n_features} features per example (shape {rows.shape}) but "
-                f"the explainer expects {self.n_features}."
-            )
+        rows = self._input_rows(inputs, layer, use_raw)
         n = rows.n
         specs = resolve_output_targets(target, targets, n, self.n_outputs)
         step = n if batch_size is None else check_positive_int(batch_size, "batch_size")
@@ -509,8 +495,8 @@ class FastSHAP(PerturbationAttribution):
             model_game=self.model_game if return_convergence_delta else None,
             mask_null_players=self.mask_null_players)
         if rows.is_tensor:
-            out_dtype = inputs.dtype if inputs.is_floating_point() else phi.dtype
-            out_device = inputs.device
+            out_dtype = rows.data.dtype if rows.data.is_floating_point() else phi.dtype
+            out_device = rows.data.device
         else:
             out_dtype, out_device = phi.dtype, phi.device
         pof = self.players.player_of_feature.to(phi.device)
@@ -547,6 +533,23 @@ class FastSHAP(PerturbationAttribution):
         if game_model is not None and game_model is not self.forward_func:
             check_eval_mode(game_model, "game.model")
 
+    def _input_rows(self, inputs: Any, layer: str | None, use_raw: bool) -> FeatureRows:
+        """``inputs`` (or a one-tensor tuple of it) as rows, checked against the explainer."""
+        if isinstance(inputs, tuple):
+            if len(inputs) != 1:
+                raise ValueError(
+                    f"`inputs` tuple must hold exactly one tensor (FastSHAP explains one input), "
+                    f"got {len(inputs)}."
+                )
+            inputs = inputs[0]
+        rows = FeatureRows(inputs, layer, use_raw, "inputs")
+        if rows.n_features != self.n_features:
+            raise ValueError(
+                f"`inputs` has {rows.n_features} features per example (shape {rows.shape}) but "
+                f"the explainer expects {self.n_features}."
+            )
+        return rows
+
     def compute_convergence_delta(self, attributions: Tensor | tuple[Tensor], inputs: Any,
                                   target: Any = None, additional_forward_args: Any = None,
                                   layer: str | None = None, use_raw: bool = False) -> Tensor:
@@ -578,14 +581,7 @@ class FastSHAP(PerturbationAttribution):
             raise ValueError("`additional_forward_args` is not supported by FastSHAP.")
         if isinstance(attributions, tuple):
             attributions = attributions[0]
-        if isinstance(inputs, tuple):
-            inputs = inputs[0]
-        rows = FeatureRows(inputs, layer, use_raw, "inputs")
-        if rows.n_features != self.n_features:
-            raise ValueError(
-                f"`inputs` has {rows.n_features} features per example but the explainer "
-                f"expects {self.n_features}."
-            )
+        rows = self._input_rows(inputs, layer, use_raw)
         return feature_efficiency_gap(attributions, rows, self.players, self.model_game,
                                       self.n_outputs, target,
                                       module_dtype(self.explainer, torch.get_default_dtype()))

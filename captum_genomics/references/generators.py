@@ -18,15 +18,15 @@ from captum_genomics.references.shuffle import kmer_shuffle
 from captum_genomics.references.simple import gc_matched_references, uniform_references, zero_references
 
 __all__ = [
-    "ReferenceGenerator",
-    "KmerShuffle",
-    "DinucleotideShuffle",
-    "ZeroReferences",
-    "UniformReferences",
-    "GCMatchedReferences",
-    "CallableReferences",
-    "resolve_reference_generator",
     "REFERENCE_NAMES",
+    "CallableReferences",
+    "DinucleotideShuffle",
+    "GCMatchedReferences",
+    "KmerShuffle",
+    "ReferenceGenerator",
+    "UniformReferences",
+    "ZeroReferences",
+    "resolve_reference_generator",
 ]
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from captum_genomics._utils.deprecation import MISSING, renamed_keyword
 from captum_genomics.sc.pbmc import LABEL_KEY, PBMCData, _import_scanpy, stratified_split
 
 __all__ = ["NeighbourData", "neighbour_inputs", "neighbour_index_from_graph"]
@@ -130,7 +131,7 @@ def neighbour_index_from_graph(graph: Any, k: int | None = None,
 def neighbour_inputs(adata_or_data: Any = None, k: int | None = None, *,
                      label_key: str = LABEL_KEY, use_raw: bool | None = None,
                      layer: str | None = None, graph_key: str = "distances",
-                     split_seed: int = 0) -> NeighbourData:
+                     split_random_state: int = 0, split_seed: Any = MISSING) -> NeighbourData:
     """Neighbour expression, cell type and observed expression of every cell.
 
     Parameters
@@ -156,8 +157,10 @@ def neighbour_inputs(adata_or_data: Any = None, k: int | None = None, *,
     graph_key
         AnnData only: the ``obsp`` key of the graph; stored values are distances
         (smaller is closer). Default ``"distances"``.
-    split_seed
+    split_random_state
         Seed of the stratified train/validation/test split. Default 0.
+    split_seed
+        Deprecated spelling of ``split_random_state``, removed in the next release.
 
     Returns
     -------
@@ -179,6 +182,8 @@ def neighbour_inputs(adata_or_data: Any = None, k: int | None = None, *,
         does not match the cells, ``k`` is larger than the graph allows, or the
         expression holds NaN/Inf.
     """
+    split_random_state = renamed_keyword("split_seed", split_seed, "split_random_state",
+                                         split_random_state, 0, "neighbour_inputs")
     if adata_or_data is None or isinstance(adata_or_data, PBMCData):
         sc = _import_scanpy()
         adata = sc.datasets.pbmc68k_reduced()
@@ -186,7 +191,7 @@ def neighbour_inputs(adata_or_data: Any = None, k: int | None = None, *,
         if adata_or_data is None:
             from captum_genomics.sc.pbmc import load_pbmc68k
 
-            data = load_pbmc68k(seed=split_seed)
+            data = load_pbmc68k(random_state=split_random_state)
         else:
             data = adata_or_data
             if list(data.cells) != [str(c) for c in adata.obs_names]:
@@ -221,7 +226,7 @@ def neighbour_inputs(adata_or_data: Any = None, k: int | None = None, *,
         labels = np.array([lookup[t] for t in names], dtype=np.int64)
         genes = [str(g) for g in (adata.raw.var_names if use_raw else adata.var_names)]
         cells = [str(c) for c in adata.obs_names]
-        split = stratified_split(labels, seed=split_seed)
+        split = stratified_split(labels, random_state=split_random_state)
         graph_name = f"adata_or_data.obsp[{graph_key!r}]"
     else:
         raise TypeError("`adata_or_data` must be an AnnData with a kNN graph in .obsp, a "

@@ -13,9 +13,11 @@ imported inside the functions.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
+
+from captum_genomics._utils.deprecation import MISSING, renamed_keyword
 
 __all__ = [
     "PBMCData",
@@ -108,10 +110,12 @@ def recover_counts(log_normalized, n_counts, scale: float = 1e4) -> np.ndarray:
     return np.maximum(counts, 0.0)
 
 
-def stratified_split(labels, fractions: dict | None = None, seed: int = 0) -> dict:
+def stratified_split(labels, fractions: dict | None = None, random_state: int = 0, *,
+                     seed: Any = MISSING) -> dict:
     """A fixed, seeded split that keeps every class's proportions.
 
-    Within each class, cells are permuted with ``numpy.random.default_rng(seed)``
+    Within each class, cells are permuted with
+    ``numpy.random.default_rng(random_state)``
     (one generator, classes in sorted order) and the first
     ``round(n_c * fraction)`` go to each held-out part (at least one cell when
     the class has three or more); the rest train.
@@ -122,8 +126,11 @@ def stratified_split(labels, fractions: dict | None = None, seed: int = 0) -> di
     fractions
         Held-out part name to fraction. Default :data:`SPLIT_FRACTIONS`
         (15% validation, 20% test).
+    random_state
+        Seed of the permutations. Default 0.
     seed
-        Default 0.
+        Deprecated spelling of ``random_state`` (``DeprecationWarning``),
+        removed in the next release.
 
     Returns
     -------
@@ -131,11 +138,13 @@ def stratified_split(labels, fractions: dict | None = None, seed: int = 0) -> di
         ``"train"`` and one entry per held-out part: sorted int64 indices,
         disjoint, covering ``0..N-1``.
     """
+    random_state = renamed_keyword("seed", seed, "random_state", random_state, 0,
+                                   "stratified_split")
     fractions = dict(SPLIT_FRACTIONS if fractions is None else fractions)
     if sum(fractions.values()) >= 1.0 or any(f < 0 for f in fractions.values()):
         raise ValueError(f"`fractions` must be >= 0 and sum below 1, got {fractions}.")
     labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     parts: dict[str, list] = {"train": [], **{k: [] for k in fractions}}
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))
@@ -150,17 +159,20 @@ def stratified_split(labels, fractions: dict | None = None, seed: int = 0) -> di
     return {k: np.sort(np.concatenate(v)).astype(np.int64) for k, v in parts.items()}
 
 
-def load_pbmc68k(seed: int = 0, fractions: dict | None = None) -> PBMCData:
+def load_pbmc68k(random_state: int = 0, fractions: dict | None = None, *,
+                 seed: Any = MISSING) -> PBMCData:
     """Load ``scanpy.datasets.pbmc68k_reduced()`` as arrays with a fixed split.
 
     Parameters
     ----------
-    seed
+    random_state
         Seed of :func:`stratified_split`. Default 0 (the split the shipped
         classifier was trained on).
     fractions
         Held-out fractions, see :func:`stratified_split`. Default 15%
         validation, 20% test.
+    seed
+        Deprecated spelling of ``random_state``, removed in the next release.
 
     Returns
     -------
@@ -171,6 +183,8 @@ def load_pbmc68k(seed: int = 0, fractions: dict | None = None) -> PBMCData:
     ImportError
         Without scanpy; install ``captum-genomics[sc]``.
     """
+    random_state = renamed_keyword("seed", seed, "random_state", random_state, 0,
+                                   "load_pbmc68k")
     sc = _import_scanpy()
     adata = sc.datasets.pbmc68k_reduced()
     raw = adata.raw
@@ -186,5 +200,5 @@ def load_pbmc68k(seed: int = 0, fractions: dict | None = None) -> PBMCData:
         label_names=label_names,
         n_counts=adata.obs["n_counts"].to_numpy(dtype=np.float64),
         cells=[str(c) for c in adata.obs_names],
-        split=stratified_split(labels, fractions, seed),
+        split=stratified_split(labels, fractions, random_state),
     )

@@ -25,15 +25,8 @@ from captum_genomics.testing.checks import (
     check_agreement_captum_deeplift,
     check_agreement_tangermeme,
 )
-from captum_genomics.testing.models import (
-    STRATEGIES,
-    architectures,
-    batches,
-    bounded,
-    build_arch,
-    catalog_case,
-    random_one_hot,
-)
+from captum_genomics.testing.models import (STRATEGIES, architectures, batches, bounded,
+                                            build_arch, catalog_case, random_one_hot)
 
 TANGERMEME_ATOL = 1e-6
 CAPTUM_ATOL = 1e-10

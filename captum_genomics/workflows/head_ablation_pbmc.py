@@ -264,8 +264,7 @@ def run_head_ablation_job(out_dir: str | os.PathLike = "captum_genomics_heads_ou
         See :func:`run_head_ablation_on_data`. With ``mode="mean"`` the
         reference set is the train split's cells.
     progress : bool, keyword-only
-        Deprecated spelling of ``show_progress`` (a ``DeprecationWarning``);
-        removed in the next release.
+        Deprecated; see :func:`run_head_ablation_on_data`.
 
     Returns
     -------

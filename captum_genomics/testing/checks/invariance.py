@@ -7,15 +7,8 @@ from typing import Any, Sequence
 
 from torch import Tensor
 
-from captum_genomics.testing.checks.report import (
-    CheckReport,
-    _as_tuple,
-    _equal,
-    _explicit,
-    _flatten_result,
-    _max_abs_diff,
-    _passes,
-)
+from captum_genomics.testing.checks.report import (CheckReport, _as_tuple, _equal, _explicit,
+                                                   _flatten_result, _max_abs_diff, _passes)
 
 __all__ = ["check_batch_invariance", "check_determinism"]
 

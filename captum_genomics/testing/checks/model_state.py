@@ -8,15 +8,8 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from captum_genomics.testing.checks.report import (
-    CheckReport,
-    _as_tuple,
-    _equal,
-    _explicit,
-    _flatten_result,
-    _max_abs_diff,
-    _model_of,
-)
+from captum_genomics.testing.checks.report import (CheckReport, _as_tuple, _equal, _explicit,
+                                                   _flatten_result, _max_abs_diff, _model_of)
 
 __all__ = ["check_model_unchanged", "snapshot_state", "compare_states"]
 
