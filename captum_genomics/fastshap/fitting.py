@@ -7,6 +7,9 @@
   (Jethani et al., ICLR 2022, Section 4);
 - :func:`build_explainer`: the :class:`~captum_genomics.fastshap.explainer.MLPExplainer`,
   with the gradient x input parametrization where it applies;
+- :func:`training_data`: the training, validation and background data as tensors;
+- :func:`check_components`: the explainer, game, players and link of a
+  :class:`~captum_genomics.FastSHAP` checked against each other;
 - :func:`count_outputs`, :func:`check_game`, :func:`with_defaults`: the
   checks and keyword handling around them.
 """
@@ -16,14 +19,15 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from captum_genomics.fastshap.explainer import MLPExplainer
-from captum_genomics.fastshap.games import BaselineGame, Game, MarginalGame, SurrogateGame
-from captum_genomics.fastshap.players import Players
+from captum_genomics.fastshap.games import LINKS, BaselineGame, Game, MarginalGame, SurrogateGame
+from captum_genomics.fastshap.players import Players, resolve_players
 from captum_genomics.fastshap.surrogate import MaskedSurrogate, train_surrogate
+from captum_genomics.sc.inputs import FeatureRows
 
-__all__ = ["GAMES", "DEFAULT_BACKGROUND_SIZE", "check_game", "count_outputs", "build_game",
+__all__ = ["check_components", "training_data", "GAMES", "DEFAULT_BACKGROUND_SIZE", "check_game", "count_outputs", "build_game",
            "build_explainer", "with_defaults"]
 
 GAMES = ("baseline", "marginal", "surrogate")
@@ -216,3 +220,119 @@ def build_explainer(players: Players, n_outputs: int, game: Game | None,
                                else game.baseline).detach().cpu()
     explainer = MLPExplainer(players.n_features, players.n_players, n_outputs, **ekw)
     return explainer.to(device=device, dtype=dtype)
+
+
+def training_data(x_train: Any, x_val: Any, background: Any, n_features: int | None,
+                  dtype: torch.dtype, device: torch.device, layer: str | None = None,
+                  use_raw: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Training, validation (and background) data as dense tensors on the model's device.
+
+    Parameters
+    ----------
+    x_train, x_val : Tensor, ndarray, scipy sparse matrix or AnnData
+        ``shape=(N, *feature_shape)``; densified once (see
+        :class:`~captum_genomics.sc.inputs.FeatureRows`).
+    background : same kinds, optional
+        ``shape=(M, *feature_shape)``. None: not returned.
+    n_features : int, optional
+        Features per example the explainer expects. None: only require
+        ``x_val`` to match ``x_train``.
+    dtype, device
+        Of the returned tensors.
+    layer, use_raw
+        For AnnData data: read ``adata.layers[layer]`` or ``adata.raw.X``.
+
+    Returns
+    -------
+    x_train : Tensor ``(N, *feature_shape)``
+    x_val : Tensor ``(N_val, *feature_shape)``
+    background : Tensor ``(M, *feature_shape)`` or None
+        None when ``background`` is None.
+
+    Raises
+    ------
+    ValueError
+        Data with a feature count different from ``n_features`` (or from
+        ``x_train``), or any error of ``FeatureRows`` (NaN, empty, bad kind).
+    """
+    out = []
+    for data, name in ((x_train, "x_train"), (x_val, "x_val")):
+        rows = FeatureRows(data, layer, use_raw, name)
+        if n_features is not None and rows.n_features != n_features:
+            raise ValueError(
+                f"`{name}` has {rows.n_features} features per example (shape {rows.shape}) "
+                f"but the explainer expects {n_features}."
+            )
+        out.append(rows.rows(0, rows.n, dtype).to(device))
+    if n_features is None and out[1][0].numel() != out[0][0].numel():
+        raise ValueError(
+            f"`x_val` has {out[1][0].numel()} features per example but `x_train` has "
+            f"{out[0][0].numel()}."
+        )
+    bg = None
+    if background is not None:
+        rows = FeatureRows(background, layer, use_raw, "background")
+        bg = rows.rows(0, rows.n, dtype).to(device)
+    return out[0], out[1], bg
+
+
+def check_components(explainer: Any, game: Any, players: Any,
+                     link: str | None) -> tuple[Players, str]:
+    """The players and link of a FastSHAP built from ``explainer`` and ``game``, checked.
+
+    Parameters
+    ----------
+    explainer : nn.Module
+        Exposes integer ``n_features``, ``n_players``, ``n_outputs``.
+    game : Game, optional
+    players : Players, Tensor, list of lists, optional
+        See :func:`~captum_genomics.fastshap.players.resolve_players`; None:
+        the game's, or one per feature.
+    link : {"identity", "softmax"}, optional
+        None: the game's link, else ``"identity"``.
+
+    Returns
+    -------
+    players : Players
+    link : str
+
+    Raises
+    ------
+    TypeError
+        If ``explainer`` is not such a module or ``game`` is not a ``Game``.
+    ValueError
+        If the players differ from the game's, do not cover the explainer's
+        features, do not number its players, or ``link`` is unknown.
+    """
+    if not isinstance(explainer, nn.Module) or not all(
+            isinstance(getattr(explainer, a, None), int)
+            for a in ("n_features", "n_players", "n_outputs")):
+        raise TypeError(
+            "`explainer` must be a torch.nn.Module with integer attributes n_features, "
+            f"n_players and n_outputs (e.g. an MLPExplainer), got {type(explainer).__name__}."
+        )
+    if game is not None and not isinstance(game, Game):
+        raise TypeError(
+            f"`game` must be a captum_genomics.fastshap Game (BaselineGame, MarginalGame, "
+            f"SurrogateGame) or None, got {type(game).__name__}."
+        )
+    n_features = explainer.n_features
+    if game is not None:
+        players = game.players if players is None else resolve_players(
+            players, n_features, None)
+        if players != game.players:
+            raise ValueError(
+                f"`players` {players} differ from the game's {game.players}; leave "
+                "`players` out to use the game's."
+            )
+    players = resolve_players(players, n_features, None)
+    if players.n_players != explainer.n_players:
+        raise ValueError(
+            f"`players` has d={players.n_players} players but the explainer predicts "
+            f"{explainer.n_players}."
+        )
+    if link is None:
+        link = game.link if game is not None else "identity"
+    if link not in LINKS:
+        raise ValueError(f"`link` must be one of {LINKS}, got {link!r}.")
+    return players, link

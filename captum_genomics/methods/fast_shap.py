@@ -26,11 +26,13 @@ from captum_genomics.fastshap.fitting import DEFAULT_BACKGROUND_SIZE, GAMES  # n
 from captum_genomics.fastshap.fitting import (
     build_explainer,
     build_game,
+    check_components,
     check_game,
     count_outputs,
+    training_data,
     with_defaults,
 )
-from captum_genomics.fastshap.games import LINKS, BaselineGame, Game
+from captum_genomics.fastshap.games import BaselineGame, Game
 from captum_genomics.fastshap.inference import feature_efficiency_gap, player_values
 from captum_genomics.fastshap.io import FASTSHAP_FORMAT as FORMAT  # noqa: F401
 from captum_genomics.fastshap.io import FASTSHAP_VERSION as VERSION  # noqa: F401
@@ -142,37 +144,7 @@ class FastSHAP(PerturbationAttribution):
                  players: Any = None, link: str | None = None, baseline: float | Tensor = 0.0,
                  trained: bool = False, mask_null_players: bool = True) -> None:
         super().__init__(model)
-        if not isinstance(explainer, nn.Module) or not all(
-                isinstance(getattr(explainer, a, None), int)
-                for a in ("n_features", "n_players", "n_outputs")):
-            raise TypeError(
-                "`explainer` must be a torch.nn.Module with integer attributes n_features, "
-                f"n_players and n_outputs (e.g. an MLPExplainer), got {type(explainer).__name__}."
-            )
-        if game is not None and not isinstance(game, Game):
-            raise TypeError(
-                f"`game` must be a captum_genomics.fastshap Game (BaselineGame, MarginalGame, "
-                f"SurrogateGame) or None, got {type(game).__name__}."
-            )
-        n_features = explainer.n_features
-        if game is not None:
-            players = game.players if players is None else resolve_players(
-                players, n_features, None)
-            if players != game.players:
-                raise ValueError(
-                    f"`players` {players} differ from the game's {game.players}; leave "
-                    "`players` out to use the game's."
-                )
-        players = resolve_players(players, n_features, None)
-        if players.n_players != explainer.n_players:
-            raise ValueError(
-                f"`players` has d={players.n_players} players but the explainer predicts "
-                f"{explainer.n_players}."
-            )
-        if link is None:
-            link = game.link if game is not None else "identity"
-        if link not in LINKS:
-            raise ValueError(f"`link` must be one of {LINKS}, got {link!r}.")
+        players, link = check_components(explainer, game, players, link)
         self.explainer = explainer
         self.players = players
         self.link = link
@@ -295,20 +267,10 @@ class FastSHAP(PerturbationAttribution):
         check_game(game, background)
         device = module_device(model, torch.device("cpu"))
         dtype = module_dtype(model, torch.get_default_dtype())
-
-        def dense(data: Any, name: str) -> Tensor:
-            rows = FeatureRows(data, layer, use_raw, name)
-            return rows.rows(0, rows.n, dtype).to(device)
-
-        xtr, xva = dense(x_train, "x_train"), dense(x_val, "x_val")
-        if xva[0].numel() != xtr[0].numel():
-            raise ValueError(
-                f"`x_val` has {xva[0].numel()} features per example but `x_train` has "
-                f"{xtr[0].numel()}."
-            )
+        xtr, xva, bg = training_data(x_train, x_val, background, None, dtype, device, layer,
+                                     use_raw)
         players = resolve_players(players, xtr[0].numel(), tuple(xtr.shape[1:]))
         n_out = count_outputs(model, xtr)
-        bg = None if background is None else dense(background, "background")
         the_game, history = build_game(model, game, players, xtr, xva, n_out, link, bg,
                                        random_state, surrogate_kwargs, surrogate_train_kwargs,
                                        show_progress)
@@ -341,17 +303,10 @@ class FastSHAP(PerturbationAttribution):
         dict
             The training history, also stored as ``self.history["explainer"]``.
         """
-        device = module_device(self.explainer, torch.device("cpu"))
-        dtype = module_dtype(self.explainer, torch.get_default_dtype())
-        data = []
-        for x, name in ((x_train, "x_train"), (x_val, "x_val")):
-            rows = FeatureRows(x, layer, use_raw, name)
-            if rows.n_features != self.n_features:
-                raise ValueError(
-                    f"`{name}` has {rows.n_features} features per example (shape {rows.shape}) "
-                    f"but the explainer expects {self.n_features}."
-                )
-            data.append(rows.rows(0, rows.n, dtype).to(device))
+        *data, _ = training_data(x_train, x_val, None, self.n_features,
+                                 module_dtype(self.explainer, torch.get_default_dtype()),
+                                 module_device(self.explainer, torch.device("cpu")), layer,
+                                 use_raw)
         train_kwargs.setdefault("mask_null_players", self.mask_null_players)
         history = train_explainer(self.explainer, self.game, data[0], data[1], self.players,
                                   **train_kwargs)

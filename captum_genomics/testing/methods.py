@@ -112,17 +112,17 @@ class SequenceModel(nn.Module):
         return self.out(F.gelu(self.conv(x)).amax(-1))
 
 
-def tabular_model(seed: int = 0) -> nn.Module:
-    """A float64 MLP ``(B, 7 genes) -> (B, 3 classes)`` in eval mode, seeded."""
+def tabular_model(random_state: int = 0) -> nn.Module:
+    """A float64 MLP ``(B, 7 genes) -> (B, 3 classes)`` in eval mode, seeded by ``random_state``."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.manual_seed(random_state)
         return nn.Sequential(nn.Linear(N_GENES, 16), nn.ReLU(),
                              nn.Linear(16, N_CLASSES)).to(DTYPE).eval()
 
 
-def tabular_cells(n: int, seed: int) -> torch.Tensor:
+def tabular_cells(n: int, random_state: int) -> torch.Tensor:
     """``(n, 7)`` float64 non-negative, sparse values, like log-normalized expression."""
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(random_state)
     x = torch.rand(n, N_GENES, generator=g, dtype=DTYPE) * 3
     return torch.where(torch.rand(n, N_GENES, generator=g, dtype=DTYPE) < 0.4, 0.0, x)
 
@@ -131,12 +131,12 @@ class NeighbourModel(nn.Module):
     """Attention over neighbours: the query from the cell type, keys/values from neighbours.
 
     ``forward(neighbours (B, K, n_features), cell_type (B,) int64) -> (B, n_genes)``,
-    float64, eval mode, weights drawn from ``N(0, 0.4^2)`` under ``seed``.
+    float64, eval mode, weights drawn from ``N(0, 0.4^2)`` under ``random_state``.
     """
 
-    def __init__(self, n_features=6, n_genes=6, n_types=5, embed=12, heads=3, seed=0):
+    def __init__(self, n_features=6, n_genes=6, n_types=5, embed=12, heads=3, random_state=0):
         super().__init__()
-        torch.manual_seed(seed)
+        torch.manual_seed(random_state)
         self.encode = nn.Linear(n_features, embed)
         self.query = nn.Embedding(n_types, embed)
         self.attention = nn.MultiheadAttention(embed, heads, batch_first=True)
@@ -155,6 +155,7 @@ class NeighbourModel(nn.Module):
 
 # ----------------------------------------------------------------------------- methods
 def _fit_fastshap(model, xtr, xva, seed=0, **train):
+    # `seed` is the MethodSpec.fit signature the contract tests call
     return FastSHAP.fit(model, xtr, xva, link="softmax", random_state=seed,
                         explainer_kwargs={"hidden_width": 32},
                         train_kwargs={"max_epochs": 3, **train})

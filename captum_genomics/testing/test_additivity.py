@@ -15,12 +15,11 @@ from hypothesis import strategies as st
 
 from captum_genomics import ShuffleDeepLiftShap
 from captum_genomics.testing.checks import check_additivity, reference_outputs
+from captum_genomics.testing.architectures import architectures, build_arch
 from captum_genomics.testing.models import (
     STRATEGIES,
-    architectures,
     batches,
     bounded,
-    build_arch,
     catalog_case,
     needs_generated_references,
     random_one_hot,

@@ -25,8 +25,15 @@ from captum_genomics.testing.checks import (
     check_agreement_captum_deeplift,
     check_agreement_tangermeme,
 )
-from captum_genomics.testing.models import (STRATEGIES, architectures, batches, bounded,
-                                            build_arch, catalog_case, random_one_hot)
+from captum_genomics.testing.architectures import architectures, build_arch
+from captum_genomics.testing.models import (
+    STRATEGIES,
+    batches,
+    bounded,
+    catalog_case,
+    random_one_hot,
+)
+
 
 TANGERMEME_ATOL = 1e-6
 CAPTUM_ATOL = 1e-10

@@ -24,13 +24,12 @@ from hypothesis import strategies as st
 
 from captum_genomics import ShuffleDeepLiftShap
 from captum_genomics.testing.checks import check_batch_invariance, check_determinism
+from captum_genomics.testing.architectures import architectures, build_arch
 from captum_genomics.testing.models import (
     INVARIANCE_TOL,
     STRATEGIES,
-    architectures,
     batches,
     bounded,
-    build_arch,
     needs_generated_references,
 )
 
