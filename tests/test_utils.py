@@ -179,3 +179,22 @@ def test_stratified_split_old_keyword_gives_the_same_split():
         old = stratified_split(labels, seed=4)
     assert all(np.array_equal(new[k], old[k]) for k in new)
     assert not np.array_equal(new["test"], stratified_split(labels, random_state=5)["test"])
+
+
+# ----------------------------------------------------------------------------- targets
+def test_deeplift_multipliers_takes_any_captum_target():
+    from captum_genomics import deeplift_multipliers
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(4, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 6, 3)).double()
+    x = torch.rand(4, 4, 8, dtype=torch.float64)
+    r = torch.rand(4, 4, 8, dtype=torch.float64)
+    per_pair = [2, 0, 1, 2]
+    mult, delta = deeplift_multipliers(model, x, r, target=per_pair)
+    for i, t in enumerate(per_pair):   # brute force: one pair at a time, an int target
+        m_i, d_i = deeplift_multipliers(model, x[i:i + 1], r[i:i + 1], target=t)
+        torch.testing.assert_close(mult[i:i + 1], m_i, rtol=0, atol=1e-12)
+        torch.testing.assert_close(delta[i:i + 1], d_i, rtol=0, atol=1e-12)
+    assert delta.abs().max() < 1e-10
+    with pytest.raises(ValueError, match="one scalar per example"):
+        deeplift_multipliers(model, x, r, target=None)
