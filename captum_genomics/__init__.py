@@ -2,45 +2,79 @@
 
 Attribution methods follow Captum's ``Attribution`` API; see the README and
 ``docs/`` for the workflows.
+
+The public names below are imported on first use (PEP 562), so that
+``import captum_genomics`` (and the pytest plugin in
+:mod:`captum_genomics.testing.plugin`) does not import torch until a name is used.
 """
 
-from captum_genomics.deeplift.contributions import hypothetical_contributions, project_contributions
-from captum_genomics.deeplift.engine import deeplift_multipliers
-from captum_genomics.heads import (
-    HeadAdapterRegistry,
-    HeadAxisAdapter,
-    MultiheadAttentionAdapter,
-    OutputProjectionAdapter,
-    UnsupportedAttentionError,
-    default_head_adapters,
-)
-from captum_genomics.methods import (
-    ConvergenceDeltaWarning,
-    FastSHAP,
-    HeadAblationExplainedVariance,
-    ShuffleDeepLiftShap,
-)
-from captum_genomics.deeplift.rules import RuleRegistry, UnsupportedOperationError, UnsupportedOperationWarning, default_rules
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0.dev0"
 
-__all__ = [
-    "ShuffleDeepLiftShap",
-    "ConvergenceDeltaWarning",
-    "FastSHAP",
-    "HeadAblationExplainedVariance",
-    "HeadAdapterRegistry",
-    "default_head_adapters",
-    "MultiheadAttentionAdapter",
-    "HeadAxisAdapter",
-    "OutputProjectionAdapter",
-    "UnsupportedAttentionError",
-    "deeplift_multipliers",
-    "hypothetical_contributions",
-    "project_contributions",
-    "RuleRegistry",
-    "default_rules",
-    "UnsupportedOperationError",
-    "UnsupportedOperationWarning",
-    "__version__",
-]
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "ShuffleDeepLiftShap": "captum_genomics.methods",
+    "ConvergenceDeltaWarning": "captum_genomics.methods",
+    "FastSHAP": "captum_genomics.methods",
+    "HeadAblationExplainedVariance": "captum_genomics.methods",
+    "HeadAdapterRegistry": "captum_genomics.heads",
+    "default_head_adapters": "captum_genomics.heads",
+    "MultiheadAttentionAdapter": "captum_genomics.heads",
+    "HeadAxisAdapter": "captum_genomics.heads",
+    "OutputProjectionAdapter": "captum_genomics.heads",
+    "UnsupportedAttentionError": "captum_genomics.heads",
+    "deeplift_multipliers": "captum_genomics.deeplift.engine",
+    "hypothetical_contributions": "captum_genomics.deeplift.contributions",
+    "project_contributions": "captum_genomics.deeplift.contributions",
+    "RuleRegistry": "captum_genomics.deeplift.rules",
+    "default_rules": "captum_genomics.deeplift.rules",
+    "UnsupportedOperationError": "captum_genomics.deeplift.rules",
+    "UnsupportedOperationWarning": "captum_genomics.deeplift.rules",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'captum_genomics' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:  # static analysers and IDEs see the real names
+    from captum_genomics.deeplift.contributions import (
+        hypothetical_contributions,
+        project_contributions,
+    )
+    from captum_genomics.deeplift.engine import deeplift_multipliers
+    from captum_genomics.deeplift.rules import (
+        RuleRegistry,
+        UnsupportedOperationError,
+        UnsupportedOperationWarning,
+        default_rules,
+    )
+    from captum_genomics.heads import (
+        HeadAdapterRegistry,
+        HeadAxisAdapter,
+        MultiheadAttentionAdapter,
+        OutputProjectionAdapter,
+        UnsupportedAttentionError,
+        default_head_adapters,
+    )
+    from captum_genomics.methods import (
+        ConvergenceDeltaWarning,
+        FastSHAP,
+        HeadAblationExplainedVariance,
+        ShuffleDeepLiftShap,
+    )

@@ -2,14 +2,15 @@
 
 Without options the suite runs on the hand-written models of
 ``captum_genomics/testing/models.py`` (``CATALOG``) and on random architectures drawn by
-hypothesis. With ``--model`` it runs the model-agnostic checks on the user's
+hypothesis. With ``--cg-model`` it runs the model-agnostic checks on the user's
 model instead (see ``captum_genomics/testing/README.md``)::
 
-    pytest captum_genomics/testing --model mypkg.models:build --weights w.pt --input-length 1000
+    pytest --pyargs captum_genomics.testing --cg-model mypkg.models:build --cg-weights w.pt \
+        --cg-input-length 1000
 
 Hypothesis profiles: ``ci`` (default: 10 examples, derandomized, no
 deadline), ``dev`` (15 examples, random), ``user-model`` (3 examples, the
-default with ``--model``). Pick one with ``--hypothesis-profile NAME`` or the
+default with ``--cg-model``). Pick one with ``--hypothesis-profile NAME`` or the
 ``HYPOTHESIS_PROFILE`` environment variable; the suite's tests take their
 settings from it through :func:`captum_genomics.testing.models.bounded`, and the profile is
 not loaded globally, so other test directories keep their own settings.
@@ -38,52 +39,19 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-def pytest_addoption(parser):
-    group = parser.getgroup("captum-genomics validation", "run the validation suite on a model")
-    group.addoption("--model", default=None, metavar="MODULE:CALLABLE",
-                    help="The model to validate: 'pkg.module:name' or 'path/to/file.py:name', "
-                         "naming an nn.Module or a callable returning one (called without "
-                         "arguments). Default: the built-in random models.")
-    group.addoption("--weights", default=None, metavar="PATH",
-                    help="A state dict (torch.save) to load into --model.")
-    group.addoption("--input-length", type=int, default=None, metavar="L",
-                    help="Sequence length the model takes (required with --model).")
-    group.addoption("--target", default=None, metavar="T",
-                    help="Output to explain: an int (output[:, T]), a comma-separated tuple "
-                         "'T,P' for outputs (B, T, P), or 'none' for an output (B,). "
-                         "Default: 0, or none for a (B,) output.")
-    group.addoption("--dtype", default="float64", choices=("float64", "float32"),
-                    help="Cast the model to this dtype (default float64, where additivity "
-                         "is checked to 1e-10).")
-    group.addoption("--atol", type=float, default=None,
-                    help="Additivity bound (default 1e-10 in float64, 1e-4 in float32).")
-    group.addoption("--n-examples", type=int, default=2,
-                    help="Largest N of a drawn batch for --model (default 2).")
-    group.addoption("--n-references", type=int, default=3,
-                    help="Largest K of a drawn batch for --model (default 3).")
-    group.addoption("--threads", type=int, default=None,
-                    help="torch.set_num_threads for the run. Default: 1 for the built-in "
-                         "models (tiny ops are faster, and robust to a busy machine, on one "
-                         "thread), torch's default with --model.")
-
-
 def pytest_configure(config):
-    config.addinivalue_line("markers", "builtin: runs on the built-in models only (skipped "
-                                       "with --model)")
-    config.addinivalue_line("markers", "cases(tangermeme=, captum=, bitwise=, names=): "
-                                       "restrict the `case` fixture to catalog models")
     # The suite's hypothesis profile applies to its own tests only (through
     # captum_genomics.testing.models.bounded); other test directories keep their settings.
     models.PROFILE = (config.getoption("hypothesis_profile", None)
                       or os.environ.get("HYPOTHESIS_PROFILE")
-                      or ("user-model" if config.getoption("--model", None) else "ci"))
+                      or ("user-model" if config.getoption("--cg-model", None) else "ci"))
 
 
 @pytest.fixture(scope="package", autouse=True)
 def _threads(request):
     """``torch.set_num_threads`` for the suite's tests only, restored afterwards."""
-    threads = request.config.getoption("--threads")
-    if threads is None and not request.config.getoption("--model"):
+    threads = request.config.getoption("--cg-threads")
+    if threads is None and not request.config.getoption("--cg-model"):
         threads = 1
     saved = torch.get_num_threads()
     if threads is not None:
@@ -93,9 +61,9 @@ def _threads(request):
 
 
 def pytest_collection_modifyitems(config, items):
-    if not config.getoption("--model"):
+    if not config.getoption("--cg-model"):
         return
-    skip = pytest.mark.skip(reason="built-in models only; skipped with --model")
+    skip = pytest.mark.skip(reason="built-in models only; skipped with --cg-model")
     for item in items:
         if item.get_closest_marker("builtin") is not None:
             item.add_marker(skip)
@@ -104,7 +72,7 @@ def pytest_collection_modifyitems(config, items):
 def pytest_generate_tests(metafunc):
     if "case" not in metafunc.fixturenames:
         return
-    if metafunc.config.getoption("--model"):
+    if metafunc.config.getoption("--cg-model"):
         names = ["user"]
     else:
         marker = metafunc.definition.get_closest_marker("cases")
@@ -122,7 +90,7 @@ def _matches(name: str, wanted: dict) -> bool:
 
 @pytest.fixture(scope="session")
 def case(request) -> ModelCase:
-    """The model under test: a catalog model, or the user's with ``--model``."""
+    """The model under test: a catalog model, or the user's with ``--cg-model``."""
     if request.param == "user":
         return _user_case(request.config)
     return catalog_case(request.param)
@@ -138,21 +106,22 @@ def strategy(request) -> dict:
 @pytest.fixture(scope="session")
 def atol(request) -> float:
     """The additivity bound for the model under test."""
-    given = request.config.getoption("--atol")
+    given = request.config.getoption("--cg-atol")
     if given is not None:
         return given
-    return 1e-10 if request.config.getoption("--dtype") == "float64" else 1e-4
+    return 1e-10 if request.config.getoption("--cg-dtype") == "float64" else 1e-4
 
 
 @pytest.fixture(scope="session")
 def max_n(request) -> int:
-    return request.config.getoption("--n-examples") if request.config.getoption("--model") else 4
+    return (request.config.getoption("--cg-n-examples")
+            if request.config.getoption("--cg-model") else 4)
 
 
 @pytest.fixture(scope="session")
 def max_k(request) -> int:
-    return request.config.getoption("--n-references") if request.config.getoption(
-        "--model") else 4
+    return request.config.getoption("--cg-n-references") if request.config.getoption(
+        "--cg-model") else 4
 
 
 def _parse_target(text: str | None, output_shape: torch.Size):
@@ -165,19 +134,20 @@ def _parse_target(text: str | None, output_shape: torch.Size):
 
 
 def _user_case(config) -> ModelCase:
-    spec = config.getoption("--model")
-    length = config.getoption("--input-length")
+    spec = config.getoption("--cg-model")
+    length = config.getoption("--cg-input-length")
     if length is None:
-        raise pytest.UsageError("--model needs --input-length L (the sequence length).")
+        raise pytest.UsageError("--cg-model needs --cg-input-length L (the sequence length).")
     try:
-        model = load_user_model(spec, config.getoption("--weights"))
+        model = load_user_model(spec, config.getoption("--cg-weights"), option="--cg-model",
+                                weights_option="--cg-weights")
     except ModelSpecError as err:
         raise pytest.UsageError(str(err)) from None
-    dtype = getattr(torch, config.getoption("--dtype"))
+    dtype = getattr(torch, config.getoption("--cg-dtype"))
     model = model.to(dtype).eval()
     with torch.no_grad():
         out = model(torch.zeros(1, 4, length, dtype=dtype))
-    target = _parse_target(config.getoption("--target"), out.shape)
+    target = _parse_target(config.getoption("--cg-target"), out.shape)
     n_outputs = out.shape[1] if out.ndim == 2 else None
     return ModelCase(f"user:{spec}", model, length, n_outputs, target, None, None, None)
 

@@ -7,7 +7,7 @@
   ``1e-10`` where Captum is exact; where it is not, tests document Captum's
   additivity error next to ours.
 
-For a user model (``--model``) the peers' support is unknown: the comparison
+For a user model (``--cg-model``) the peers' support is unknown: the comparison
 runs, and is skipped with the peer's measured convergence delta when the peer
 itself is not additive on the model (it lacks a rule for one of its ops).
 """

@@ -17,13 +17,14 @@ import captum_genomics
 from captum_genomics.testing.checks import check_model_unchanged
 from captum_genomics.testing.methods import KINDS, METHODS
 
-pytestmark = pytest.mark.builtin  # built-in models only: not the model of --model
+pytestmark = pytest.mark.builtin  # built-in models only: not the model of --cg-model
 
 method = pytest.mark.parametrize("spec", METHODS, ids=lambda s: s.name)
 
 
 def test_every_exported_attribution_has_an_entry():
-    exported = {name for name, obj in vars(captum_genomics).items()
+    public = {name: getattr(captum_genomics, name) for name in captum_genomics.__all__}
+    exported = {name for name, obj in public.items()
                 if inspect.isclass(obj) and issubclass(obj, Attribution)}
     listed = {type(spec.example().explainer).__name__ for spec in METHODS}
     assert exported == listed

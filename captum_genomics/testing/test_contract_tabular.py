@@ -19,7 +19,7 @@ from captum_genomics.testing.methods import methods_of_kind
 from captum_genomics.testing.methods import tabular_cells as _cells
 from captum_genomics.testing.methods import tabular_model as _model
 
-pytestmark = pytest.mark.builtin  # tabular models: not the sequence model of --model
+pytestmark = pytest.mark.builtin  # tabular models: not the sequence model of --cg-model
 
 
 TABULAR_METHODS = methods_of_kind("tabular")
