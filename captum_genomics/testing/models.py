@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from hypothesis import settings
 from hypothesis import strategies as st
 
+from captum_genomics.testing.checks.report import INVARIANCE_TOL
+
 DTYPE = torch.float64
 ALPHABET = 4
 
@@ -53,10 +55,6 @@ __all__ = [
 ]
 
 
-#: Tolerance of batch invariance where bitwise equality cannot hold, by dtype:
-#: ``max |diff| <= tol * (1 + max |attribution|)``. See :class:`Activation` for
-#: why; the worst differences measured on the catalog are ~2e-15 in float64.
-INVARIANCE_TOL = {torch.float64: 1e-12, torch.float32: 1e-5}
 
 
 #: The hypothesis profile of the suite's tests; ``captum_genomics/testing/conftest.py`` sets

@@ -5,9 +5,10 @@ from __future__ import annotations
 import warnings
 from typing import Any, Sequence
 
+import torch
 from torch import Tensor
 
-from captum_genomics.testing.checks.report import (CheckReport, _as_tuple, _equal, _explicit,
+from captum_genomics.testing.checks.report import (INVARIANCE_TOL, CheckReport, _as_tuple, _equal, _explicit,
                                                    _flatten_result, _max_abs_diff, _passes)
 
 __all__ = ["check_batch_invariance", "check_determinism"]
@@ -21,8 +22,8 @@ def check_batch_invariance(
     batch_sizes: Sequence[int] | None = None,
     n_references: int = 4,
     random_state: int | None = 0,
-    atol: float = 0.0,
-    rtol: float = 0.0,
+    atol: float | None = None,
+    rtol: float | None = None,
     **attribute_kwargs,
 ) -> CheckReport:
     """An example's attributions do not depend on the batch it is computed in.
@@ -49,14 +50,16 @@ def check_batch_invariance(
         Default ``(1, 3, K, 1000)``.
     n_references, random_state
         For generated references. Defaults 4 and 0.
-    atol, rtol : float
-        Passes when ``max_error <= atol + rtol * max|attributions|``. Both
-        ``0.0`` (default) requires bitwise equality (``torch.equal``). On CPU
-        some kernels cannot give bitwise batch invariance: transcendental
-        activations (ELU, SiLU, Softplus, Sigmoid, ...) compute the tail of a
-        tensor in scalar code and the rest vectorized, float32 convolutions
-        (oneDNN) and matrix products (MKL) block rows by batch size; there
-        use ``rtol`` ~ ``1e-12`` (float64) / ``1e-5`` (float32).
+    atol, rtol : float, optional
+        Passes when ``max_error <= atol + rtol * max|attributions|``; both
+        ``0.0`` requires bitwise equality (``torch.equal``), right only where
+        the kernels allow it. Default None: ``atol=0`` and
+        ``rtol=INVARIANCE_TOL[dtype]`` (``1e-12`` in float64, ``1e-5`` in
+        float32): on CPU some kernels cannot give bitwise batch invariance
+        (transcendental activations such as ELU, SiLU, Softplus, Sigmoid compute
+        the tail of a tensor in scalar code and the rest vectorized; float32
+        convolutions (oneDNN) and matrix products (MKL) block rows by batch
+        size), so a correct float64 transformer differs by ~1e-14.
     **attribute_kwargs
         Passed to every ``attribute`` call.
 
@@ -71,6 +74,9 @@ def check_batch_invariance(
         raise ValueError("Batch invariance with generated references needs a seed: pass "
                          "`random_state`.")
     xs = _as_tuple(inputs)
+    if atol is None and rtol is None:
+        atol, rtol = 0.0, INVARIANCE_TOL.get(xs[0].dtype, INVARIANCE_TOL[torch.float32])
+    atol, rtol = float(atol or 0.0), float(rtol or 0.0)
     is_tuple = isinstance(inputs, (tuple, list))
     n = xs[0].shape[0]
     k = _as_tuple(references)[0].shape[1] if _explicit(references) else n_references
