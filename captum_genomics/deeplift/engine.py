@@ -47,7 +47,7 @@ from captum_genomics.deeplift.rules.base import (
 from captum_genomics.deeplift.rules.ops import BILINEAR_OPS, COMPARISON_OPS, DIVISION_OPS, LINEAR_OPS
 from captum_genomics.deeplift.rules.registry import RuleRegistry, default_rules, op_name
 
-__all__ = ["DeepLiftPasses", "deeplift_multipliers", "detached_forward",
+__all__ = ["DeepLiftPasses", "PassObserver", "deeplift_multipliers", "detached_forward",
            "AUTO_EXAMPLES_MIN_NUMEL", "AUTO_EXAMPLES_MAX_TARGETS"]
 
 #: ``strategy="auto"`` walks one graph per example block backward once per reference when
@@ -81,16 +81,46 @@ def _count_requires_grad(args: Sequence) -> int:
     return sum(1 for a in args if requires_grad(a))
 
 
+class PassObserver:
+    """An optional hook around every op the engine intercepts (off by default).
+
+    Diagnostics (:mod:`captum_genomics.testing.localize`) subclass it to see
+    each op of both passes. ``run(func, args, kwargs)`` is what the engine
+    would have done with the op (apply its rule, or run it and check that it
+    is linear); an observer must call it exactly once per op and return its
+    result, and may pass equivalent arguments (e.g. views of the same
+    tensors). Both methods run inside the engine's ``TorchFunctionMode``
+    handler, so torch calls they make are not intercepted. The defaults pass
+    every op through unchanged.
+    """
+
+    def reference_op(self, func: Callable, args: tuple, kwargs: dict,
+                     run: Callable[[Callable, tuple, dict], Any]) -> Any:
+        """An op of the reference pass (no autograd graph, ``R * n`` rows)."""
+        return run(func, args, kwargs)
+
+    def input_op(self, func: Callable, args: tuple, kwargs: dict,
+                 run: Callable[[Callable, tuple, dict], Any]) -> Any:
+        """An op of the input pass (with autograd)."""
+        return run(func, args, kwargs)
+
+
 class _RecordMode(TorchFunctionMode):
     """Reference pass: run ops normally and record rule states in call order."""
 
-    def __init__(self, registry: RuleRegistry):
+    def __init__(self, registry: RuleRegistry, observer: PassObserver | None = None):
         super().__init__()
         self.registry = registry
         self.records: list[tuple[str, Any]] = []
+        self.observer = observer
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if self.observer is not None:
+            return self.observer.reference_op(func, args, kwargs, self._run)
+        return self._run(func, args, kwargs)
+
+    def _run(self, func, args, kwargs):
         rule = self.registry.lookup(func)
         if rule is None:
             return func(*args, **kwargs)
@@ -103,7 +133,7 @@ class _ApplyMode(TorchFunctionMode):
     """Input pass: replace ruled ops by their DeepLIFT autograd functions."""
 
     def __init__(self, registry: RuleRegistry, records: list, strict: bool, unsupported: dict,
-                 pairs: PairCursor):
+                 pairs: PairCursor, observer: PassObserver | None = None):
         super().__init__()
         self.pairs = pairs
         self.registry = registry
@@ -111,9 +141,15 @@ class _ApplyMode(TorchFunctionMode):
         self.position = 0
         self.strict = strict
         self.unsupported = unsupported
+        self.observer = observer
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if self.observer is not None:
+            return self.observer.input_op(func, args, kwargs, self._run)
+        return self._run(func, args, kwargs)
+
+    def _run(self, func, args, kwargs):
         rule = self.registry.lookup(func)
         if rule is None:
             out = func(*args, **kwargs)
@@ -213,6 +249,10 @@ class DeepLiftPasses:
         both depend only on the model, the input shape and the call, so the
         choice (and the result) is the same on every call. Both give
         the same multipliers up to floating-point rounding.
+    observer
+        A :class:`PassObserver` called around every intercepted op of both
+        passes, for diagnostics. Default None (no observer; the passes run
+        exactly as without one).
 
     Attributes
     ----------
@@ -225,7 +265,7 @@ class DeepLiftPasses:
     """
 
     def __init__(self, forward: Callable, registry: RuleRegistry, strict: bool = False,
-                 strategy: str = "examples"):
+                 strategy: str = "examples", observer: PassObserver | None = None):
         if strategy not in ("auto", "examples", "pairs"):
             raise ValueError(
                 f"`strategy` must be 'auto', 'examples' or 'pairs', got {strategy!r}.")
@@ -233,6 +273,7 @@ class DeepLiftPasses:
         self.registry = registry
         self.strict = strict
         self.strategy = strategy
+        self.observer = observer
         self.unsupported: dict[str, str] = {}
         self.last_activation_numel = 0
 
@@ -275,7 +316,7 @@ class DeepLiftPasses:
         """
         n, r = inputs[0].shape[0], references[0].shape[1]
         flat = tuple(ref.transpose(0, 1).reshape(r * n, *ref.shape[2:]) for ref in references)
-        record = _RecordMode(self.registry)
+        record = _RecordMode(self.registry, self.observer)
         with torch.no_grad(), record:
             out_r = self.forward(*flat, *reference_args)
         ref_outputs = [sel_r(out_r).detach().reshape(r, n).T for _, sel_r in selectors]
@@ -299,7 +340,8 @@ class DeepLiftPasses:
         else:
             xs = tuple(x.detach().requires_grad_(True) for x in inputs)
             pairs, args, select = PairCursor(n, r), input_args, [s for s, _ in selectors]
-        apply = _ApplyMode(self.registry, record.records, self.strict, self.unsupported, pairs)
+        apply = _ApplyMode(self.registry, record.records, self.strict, self.unsupported, pairs,
+                           self.observer)
         with torch.enable_grad():
             with attributed_inputs(xs), apply:
                 out_x = self.forward(*xs, *args)
