@@ -4,6 +4,8 @@
 ShuffleDeepLiftShap on the held-out GM12878 CTCF peaks with the shipped CNN,
 checked against JASPAR's CTCF motif. ``captum-genomics attribute`` runs the
 same attribution and outputs on your own model and FASTA file.
+``captum-genomics validate`` runs the correctness gate of a method on your model
+and exits 0 when every check holds, 1 when one fails, 2 on a usage error.
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``captum-genomics`` (subcommands ``deeplift``, ``attribute``)."""
+    """The argument parser of ``captum-genomics`` (subcommands ``deeplift``, ``attribute``,
+    ``fastshap``, ``heads``, ``validate``)."""
     parser = argparse.ArgumentParser(
         prog="captum-genomics",
         description=(
@@ -72,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     from captum_genomics import __version__
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{deeplift,attribute,fastshap,heads}")
+    sub = parser.add_subparsers(dest="command",
+                                metavar="{deeplift,attribute,fastshap,heads,validate}")
 
     deeplift = sub.add_parser(
         "deeplift",
@@ -114,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(attribute)
     _add_fastshap(sub)
     _add_heads(sub)
+    _add_validate(sub)
     return parser
 
 
@@ -335,6 +340,71 @@ def _run_heads(args) -> dict:
         raise CLIError(f"--attention: {err}") from err
 
 
+def _add_validate(sub) -> None:
+    va = sub.add_parser(
+        "validate",
+        help="the correctness gate: check an attribution method on your model",
+        description=(
+            "Run every check an attribution method owes on your model (additivity, batch "
+            "invariance, determinism, agreement with tangermeme and Captum, no side effects) "
+            "and print each check's measured figure and bound. With a peer as --method "
+            "(captum:DeepLiftShap, captum:DeepLift, captum:IntegratedGradients, "
+            "tangermeme:deep_lift_shap, shap:DeepExplainer), check that tool's completeness "
+            "on your model. Exit status: 0 when every check holds, 1 when one fails, 2 on a "
+            "usage error."
+        ),
+    )
+    va.add_argument("--model", required=True, metavar="MODULE_OR_FILE:NAME",
+                    help="importable module (or path to a .py file) and the nn.Module or the "
+                         "function that builds it")
+    va.add_argument("--weights", type=Path, default=None,
+                    help="state dict saved with torch.save (loaded with weights_only=True)")
+    va.add_argument("--method", default=None,
+                    help="the method under test (default: ShuffleDeepLiftShap)")
+    given = va.add_mutually_exclusive_group()
+    given.add_argument("--input-length", type=_positive_int, default=None, metavar="L",
+                       help="length of random one-hot input sequences")
+    given.add_argument("--inputs", type=Path, default=None, metavar="FILE",
+                       help="FASTA (sequence models), .npy or .h5ad (tabular) inputs")
+    va.add_argument("--target", default=None, metavar="T",
+                    help="output to explain: an index T of (B, T), 'T,P' for (B, T, P), or "
+                         "'none' for a (B,) output (default: 0, or none for a (B,) output)")
+    va.add_argument("--device", default="cpu", metavar="cpu|cuda",
+                    help="where the checks run (default: cpu)")
+    va.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                    help="cast the model and inputs (default: float64)")
+    va.add_argument("--json", type=Path, default=None, metavar="PATH",
+                    help="write every check's figure, bound, verdict and timing as JSON")
+    va.add_argument("--junit-xml", type=Path, default=None, metavar="PATH",
+                    help="write a JUnit XML report (one test case per check)")
+    va.add_argument("--baseline", type=Path, default=None, metavar="DIR",
+                    help="compare attributions with the baseline stored in DIR")
+    va.add_argument("--update-baseline", action="store_true",
+                    help="(re)write the baseline in --baseline DIR")
+    va.add_argument("--random-state", type=int, default=0,
+                    help="seed of the random inputs and references (default: 0)")
+    va.add_argument("--n-examples", type=_positive_int, default=4,
+                    help="examples checked (default: 4)")
+    va.add_argument("--n-references", type=_positive_int, default=4,
+                    help="references per example (default: 4)")
+
+
+def _run_validate(args) -> int:
+    from captum_genomics.workflows.validate import ValidationUsageError, run_validate
+
+    try:
+        report = run_validate(
+            args.model, weights=args.weights, method=args.method,
+            input_length=args.input_length, inputs=args.inputs, target=args.target,
+            device=args.device, dtype=args.dtype, json_path=args.json,
+            junit_path=args.junit_xml, baseline=args.baseline,
+            update_baseline=args.update_baseline, random_state=args.random_state,
+            n_examples=args.n_examples, n_references=args.n_references, verbose=True)
+    except ValidationUsageError as err:
+        raise CLIError(" ".join(str(err).splitlines())) from err
+    return 0 if report.passed else 1
+
+
 def _read_h5ad(path) -> "anndata.AnnData":  # noqa: F821 - optional dependency
     """Read ``--h5ad`` with errors that name the option (:class:`CLIError`)."""
     try:
@@ -435,16 +505,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        0 on success. User errors print ``captum-genomics: error: ...`` to
-        stderr and exit with status 2 (``SystemExit``), as argparse does.
+        0 on success; for ``validate``, 1 when a check fails. User errors
+        print ``captum-genomics: error: ...`` to stderr and exit with status 2
+        (``SystemExit``), as argparse does.
     """
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["deeplift", *argv]
     args = parser.parse_args(argv)
+    status = 0
     try:
-        if args.command == "attribute":
+        if args.command == "validate":
+            status = _run_validate(args)
+        elif args.command == "attribute":
             _run_attribute(args)
         elif args.command == "fastshap":
             _run_fastshap(args)
@@ -460,7 +534,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     except CLIError as err:
         parser.error(str(err))
-    return 0
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover
