@@ -383,23 +383,70 @@ def _add_validate(sub) -> None:
                     help="(re)write the baseline in --baseline DIR")
     va.add_argument("--random-state", type=int, default=0,
                     help="seed of the random inputs and references (default: 0)")
-    va.add_argument("--n-examples", type=_positive_int, default=4,
-                    help="examples checked (default: 4)")
+    va.add_argument("--n-examples", type=_positive_int, default=None,
+                    help="examples checked (default: 4; with --groups: every cell)")
     va.add_argument("--n-references", type=_positive_int, default=4,
                     help="references per example (default: 4)")
+    heads = va.add_argument_group("HeadAblationExplainedVariance (with --inputs FILE.npy)")
+    heads.add_argument("--attention", action="append", default=None, metavar="NAME",
+                       help="attention layer(s) of the model to ablate (repeat for several)")
+    heads.add_argument("--groups", type=Path, default=None, metavar="FILE",
+                       help=".npy of N group labels (e.g. cell types)")
+    heads.add_argument("--observed", type=Path, default=None, metavar="FILE",
+                       help=".npy (N, genes) of the observed expression the model predicts")
+    heads.add_argument("--forward-args", type=Path, default=None, metavar="FILE",
+                       help=".npz of additional forward arguments with first axis N, in the "
+                            "order arr_0, arr_1, ... (np.savez)")
+
+
+def _npy(path: Path, option: str):
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise CLIError(f"{option}: no such file {os.fspath(path)!r}.") from None
+    except Exception as err:
+        raise CLIError(f"{option}: cannot read {os.fspath(path)!r} as a numpy file: {err}") \
+            from err
+
+
+def _head_options(args) -> dict:
+    """``--attention/--groups/--observed/--forward-args`` as the head-ablation suite's options."""
+    given = [args.attention, args.groups, args.observed, args.forward_args]
+    if all(v is None for v in given):
+        return {}
+    if args.attention is None or args.groups is None or args.observed is None:
+        raise CLIError("--attention, --groups and --observed go together (the head-ablation "
+                       "checks need all three).")
+    options = {"attention": args.attention if len(args.attention) > 1 else args.attention[0],
+               "groups": torch.as_tensor(_npy(args.groups, "--groups")),
+               "observed": torch.as_tensor(_npy(args.observed, "--observed"))}
+    if args.forward_args is not None:
+        arrays = _npy(args.forward_args, "--forward-args")
+        options["additional_forward_args"] = tuple(
+            torch.as_tensor(arrays[k]) for k in sorted(arrays.files, key=lambda k: (len(k), k)))
+    return options
 
 
 def _run_validate(args) -> int:
     from captum_genomics.workflows.validate import ValidationUsageError, run_validate
 
+    options = _head_options(args)
+    method = args.method
+    if options and method is None:
+        method = "HeadAblationExplainedVariance"
+    n_examples = args.n_examples
+    if n_examples is None:
+        n_examples = len(options["groups"]) if options else 4
     try:
         report = run_validate(
-            args.model, weights=args.weights, method=args.method,
+            args.model, weights=args.weights, method=method, options=options,
             input_length=args.input_length, inputs=args.inputs, target=args.target,
             device=args.device, dtype=args.dtype, json_path=args.json,
             junit_path=args.junit_xml, baseline=args.baseline,
             update_baseline=args.update_baseline, random_state=args.random_state,
-            n_examples=args.n_examples, n_references=args.n_references, verbose=True)
+            n_examples=n_examples, n_references=args.n_references, verbose=True)
     except ValidationUsageError as err:
         raise CLIError(" ".join(str(err).splitlines())) from err
     return 0 if report.passed else 1

@@ -66,7 +66,9 @@ def test_fastshap_suite_passes_on_a_correct_mlp():
                                   options={"link": "softmax"}))
     results = _by_name(report)
     assert list(results) == ["efficiency", "exact_shapley_accuracy", "batch_invariance",
-                             "determinism", "save_load", "model_unchanged"]
+                             "determinism", "save_load", "device_agreement",
+                             "model_unchanged"]
+    assert results["device_agreement"].skipped          # on the CPU: nothing to compare
     assert report.passed, [(r.name, r.figure, r.bound, r.details) for r in report.failed]
     assert results["efficiency"].figure <= 1e-12
     assert results["determinism"].figure == 0.0 and results["save_load"].figure == 0.0
@@ -167,7 +169,9 @@ def _heads_context(model, dtype=DT):
 def test_heads_suite_passes_on_a_multihead_attention_model():
     report = run_gate(_heads_context(NeighbourModel()))
     results = _by_name(report)
-    assert list(results) == ["brute_force_agreement", "keep_all_heads", "model_unchanged"]
+    assert list(results) == ["brute_force_agreement", "keep_all_heads", "device_agreement",
+                             "model_unchanged"]
+    assert results["device_agreement"].skipped          # on the CPU: nothing to compare
     assert report.passed, [(r.name, r.figure, r.details) for r in report.failed]
     agreement = results["brute_force_agreement"]
     assert agreement.figure <= 1e-12
@@ -359,3 +363,18 @@ def test_state_dict_hash_ignores_dtype_but_not_values():
     with torch.no_grad():
         model[0].bias[0] += 1.0
     assert state_dict_sha256(model) != h
+
+
+def test_fastshap_device_agreement_compares_with_a_cpu_load():
+    """The CUDA check's comparison, run CPU against CPU: the same explainer gives 0."""
+    from captum_genomics import FastSHAP
+    from captum_genomics.testing.gate.tabular import fastshap_device_agreement
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(),
+                                torch.nn.Linear(8, 2)).double().eval()
+    x = torch.rand(20, 6, dtype=torch.float64)
+    fs = FastSHAP.fit(model, x, x[:8], random_state=0, explainer_kwargs={"hidden_width": 16},
+                      train_kwargs={"max_epochs": 2})
+    figure, details = fastshap_device_agreement(fs, model, x, 1)
+    assert figure == 0.0 and details["max_abs_difference"] == 0.0

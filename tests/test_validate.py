@@ -544,3 +544,54 @@ def test_device_agreement_compares_with_a_cpu_copy():
                           nn.Linear(36, 2)).double().eval()      # other weights: must differ
     figure, _ = device_agreement(ShuffleDeepLiftShap(other), x, refs, 1, model)
     assert figure > 1e-6
+
+
+HEADS_MODEL = '''
+import torch
+import torch.nn as nn
+
+
+class Neighbours(nn.Module):
+    def __init__(self, genes=6, types=3, embed=8, heads=2):
+        super().__init__()
+        torch.manual_seed(0)
+        self.encode = nn.Linear(genes, embed)
+        self.query = nn.Embedding(types, embed)
+        self.attention = nn.MultiheadAttention(embed, heads, batch_first=True)
+        self.decode = nn.Linear(embed, genes)
+
+    def forward(self, neighbours, cell_type):
+        kv = torch.tanh(self.encode(neighbours))
+        out, _ = self.attention(self.query(cell_type).unsqueeze(1), kv, kv)
+        return self.decode(out.squeeze(1))
+
+
+def build():
+    return Neighbours().eval()
+'''
+
+
+def test_head_ablation_from_the_command_line(tmp_path):
+    import numpy as np
+
+    (tmp_path / "attn.py").write_text(HEADS_MODEL)
+    rng = np.random.default_rng(0)
+    groups = rng.integers(0, 3, 40)
+    np.save(tmp_path / "nb.npy", rng.normal(size=(40, 5, 6)))
+    np.save(tmp_path / "groups.npy", groups)
+    np.save(tmp_path / "obs.npy", rng.normal(size=(40, 6)))
+    np.savez(tmp_path / "fa.npz", groups)
+    common = ["validate", "--model", f"{tmp_path / 'attn.py'}:build",
+              "--inputs", str(tmp_path / "nb.npy"), "--attention", "attention",
+              "--groups", str(tmp_path / "groups.npy"), "--observed", str(tmp_path / "obs.npy")]
+    out = tmp_path / "heads.json"
+    with contextlib.redirect_stdout(io.StringIO()):
+        status = cli.main([*common, "--forward-args", str(tmp_path / "fa.npz"),
+                           "--json", str(out)])
+    assert status == 0
+    checks = {c["name"]: c for c in json.loads(out.read_text())["checks"]}
+    assert checks["brute_force_agreement"]["verdict"] == "pass"
+    assert checks["brute_force_agreement"]["figure"] <= 1e-10
+    with pytest.raises(SystemExit) as err, contextlib.redirect_stderr(io.StringIO()):
+        cli.main(common[:-2])                                   # --observed missing
+    assert err.value.code == 2

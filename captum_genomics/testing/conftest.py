@@ -3,7 +3,7 @@
 Without options the suite runs on the hand-written models of
 ``captum_genomics/testing/models.py`` (``CATALOG``) and on random architectures drawn by
 hypothesis. With ``--cg-model`` it runs the model-agnostic checks on the user's
-model instead (see ``captum_genomics/testing/README.md``)::
+model instead (see ``docs/validation.md``)::
 
     pytest --pyargs captum_genomics.testing --cg-model mypkg.models:build --cg-weights w.pt \
         --cg-input-length 1000

@@ -222,7 +222,7 @@ class ModelCase:
         when every kernel of the model gives the same bits for a row whatever
         the batch (float64 conv, piecewise-linear activations, pools, a
         linear head). Otherwise batch invariance is checked to
-        :data:`INVARIANCE_TOL` (see ``captum_genomics/testing/README.md``).
+        :data:`INVARIANCE_TOL` (see ``docs/validation.md``).
     """
 
     name: str

@@ -180,7 +180,7 @@ def _load_inputs(inputs, input_length, n_examples: int, random_state: int,
         else:
             x = _read_fasta_inputs(path, n_examples)
         source = os.fspath(path)
-    if x.ndim == 3 and x.shape[1] != 4:
+    if x.ndim == 3 and x.shape[1] != 4 and method != "HeadAblationExplainedVariance":
         raise ValidationUsageError(f"--inputs: one-hot sequences must be (N, 4, L), got "
                                    f"{tuple(x.shape)}.")
     if x.ndim == 3 and input_length is not None and x.shape[2] != input_length:
@@ -400,7 +400,10 @@ def run_validate(
     x, source = _load_inputs(inputs, input_length, n_examples, random_state, method)
     model = model.to(device=torch_device, dtype=torch_dtype).eval()
     x = x.to(device=torch_device, dtype=torch_dtype)
-    target = _check_model(model, x, parse_target(target))
+    if method == "HeadAblationExplainedVariance":
+        target = None  # the suite checks the whole output (N, genes), called with its options
+    else:
+        target = _check_model(model, x, parse_target(target))
 
     context = GateContext(model=model, method=method, inputs=x, target=target,
                           device=torch_device, dtype=torch_dtype, random_state=random_state,

@@ -246,6 +246,28 @@ class _Setup:
         return ev_gene, ev_head
 
 
+def _cpu(value: Any) -> Any:
+    return value.cpu() if isinstance(value, Tensor) else value
+
+
+def _device_agreement(s: _Setup) -> tuple[float, dict]:
+    """EV per (head, group, gene) on the device against a CPU copy of the model."""
+    device = next((t.device for t in s.inputs if isinstance(t, Tensor)), torch.device("cpu"))
+    if device.type == "cpu":
+        raise SkipCheck("runs on the CPU already (use --device cuda to compare a GPU with the "
+                        "CPU)")
+    on_device = s.result("keep", "zero")
+    cpu_model = copy.deepcopy(s.model).cpu()
+    inputs = tuple(_cpu(x) for x in s.inputs)
+    on_cpu = HeadAblationExplainedVariance(cpu_model, s.layers).attribute(
+        inputs if len(inputs) > 1 else inputs[0], _cpu(s.groups), _cpu(s.observed),
+        additional_forward_args=tuple(_cpu(a) for a in s.args) or None,
+        n_permutations=s.n_permutations, random_state=s.random_state)
+    a = np.asarray(_cpu(on_device.ev_gene), dtype=np.float64)
+    b = np.asarray(_cpu(on_cpu.ev_gene), dtype=np.float64)
+    return _nan_max_diff(a, b), {"devices": [str(device), "cpu"]}
+
+
 def _nan_max_diff(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape or not np.array_equal(np.isnan(a), np.isnan(b)):
@@ -403,6 +425,9 @@ def heads_suite(context: GateContext) -> list[CheckResult]:
         timed_check("keep_all_heads", keep_bound,
                     "keeping every head must be the full model; only batching may round "
                     f"differently ({keep_bound:g} in {s.dtype})", lambda: _keep_all(s)),
+        timed_check("device_agreement", bound,
+                    f"the same EV on a CPU copy of the model ({bound:g} in {s.dtype})",
+                    lambda: _device_agreement(s)),
         timed_check("model_unchanged", 0.0,
                     "changes found: attribute and the whole suite must leave the model and the "
                     "inputs as they were", lambda: _unchanged(s, start)),

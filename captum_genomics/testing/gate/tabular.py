@@ -14,6 +14,7 @@ Shapley values by enumeration follow Shapley (1953), see
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import tempfile
@@ -310,6 +311,40 @@ def _save_load(s: _Setup) -> tuple[float, dict]:
         "bitwise_equal": bool(torch.equal(after, before)), "dtype": str(after.dtype)}
 
 
+def fastshap_device_agreement(fs: FastSHAP, model: Any, x: Tensor, target: Any) -> tuple[float, dict]:
+    """Attributions of ``fs`` on ``x.device`` against the same explainer loaded on the CPU.
+
+    The explainer goes through :meth:`FastSHAP.save` / :meth:`FastSHAP.load`
+    (``map_location="cpu"``) with a CPU copy of ``model``; the user's objects
+    are not touched.
+
+    Returns
+    -------
+    figure : float
+        ``max |a_device - a_cpu| / max(max |a_cpu|, 1e-300)``.
+    details : dict
+        ``max_abs_difference`` and the two devices.
+    """
+    on_device = fs.attribute(x, target=target).detach().cpu().double()
+    cpu_model = copy.deepcopy(model).cpu()
+    with tempfile.TemporaryDirectory(prefix="cg-gate-fastshap-") as tmp:
+        path = os.path.join(tmp, "fastshap.pt")
+        fs.save(path)
+        on_cpu = FastSHAP.load(path, cpu_model, map_location="cpu").attribute(
+            x.cpu(), target=target.cpu() if isinstance(target, Tensor) else target)
+    on_cpu = on_cpu.detach().double()
+    diff = float((on_device - on_cpu).abs().max())
+    return diff / max(float(on_cpu.abs().max()), 1e-300), {
+        "max_abs_difference": diff, "devices": [str(x.device), "cpu"]}
+
+
+def _device_agreement(s: _Setup) -> tuple[float, dict]:
+    if s.on_cpu:
+        raise SkipCheck("runs on the CPU already (use --device cuda to compare a GPU with the "
+                        "CPU)")
+    return fastshap_device_agreement(s.checked_explainer(), s.model, s.x, s.target)
+
+
 def _unchanged(s: _Setup, start: dict) -> tuple[float, dict]:
     fs = s.checked_explainer()
     report = check_model_unchanged(fs, s.x, repeats=2, target=s.target)
@@ -403,6 +438,10 @@ def fastshap_suite(context: GateContext) -> list[CheckResult]:
                     lambda: _determinism(s)),
         timed_check("save_load", 0.0, "FastSHAP.save stores the weights and settings exactly",
                     lambda: _save_load(s)),
+        timed_check("device_agreement", s.relative_bound,
+                    "the same explainer on the CPU: the device's kernels round differently "
+                    f"({s.relative_bound:g} relative in {s.dtype})",
+                    lambda: _device_agreement(s)),
     ]
     results.append(timed_check("model_unchanged", 0.0,
                                "changes found: attribute and the whole suite must leave the "
