@@ -23,6 +23,7 @@ __all__ = [
     "register_suite",
     "run_gate",
     "SkipCheck",
+    "state_result",
     "timed_check",
 ]
 
@@ -170,6 +171,39 @@ def timed_check(name: str, bound: float, reason: str,
     figure = float(figure)
     return CheckResult(name, figure, bound, bool(figure <= bound),
                        time.perf_counter() - start, reason, details)
+
+
+def state_result(report: Any, start: dict | None = None, model: Any = None,
+                 tensors: Any = ()) -> tuple[float, dict]:
+    """``(figure, details)`` of a model-state check: the number of changes found.
+
+    Parameters
+    ----------
+    report : CheckReport
+        Of :func:`~captum_genomics.testing.checks.check_model_unchanged`.
+    start : dict, optional
+        A :func:`~captum_genomics.testing.checks.snapshot_state` taken when the
+        suite began; changes since then (by any check) are added.
+    model, tensors
+        What ``start`` snapshotted.
+
+    Returns
+    -------
+    figure : float
+        How many changes were found (0 passes).
+    details : dict
+        ``problems`` (one line each), ``max_value_change``, ``raised``.
+    """
+    from captum_genomics.testing.checks import compare_states, snapshot_state
+
+    problems = list(report.details.get("problems", []))
+    worst = float(report.max_error)
+    if start is not None:
+        during, changed = compare_states(start, snapshot_state(model, list(tensors)))
+        problems += [f"during the suite: {p}" for p in during]
+        worst = max(worst, changed)
+    return float(len(problems)), {"problems": problems, "max_value_change": worst,
+                                  "raised": list(report.details.get("raised", []))}
 
 
 class SkipCheck(Exception):

@@ -25,13 +25,13 @@ from captum_genomics.methods.head_ablation import HeadAblationExplainedVariance
 from captum_genomics.stats.explained_variance import encode_groups, explained_variance
 from captum_genomics.testing.checks import (
     check_model_unchanged,
-    compare_states,
     snapshot_state,
 )
 from captum_genomics.testing.gate.core import (
     CheckResult,
     GateContext,
     SkipCheck,
+    state_result,
     register_suite,
     timed_check,
 )
@@ -337,33 +337,15 @@ def _keep_all(s: _Setup) -> tuple[float, dict]:
     return max(keep_all, full), {"keep_all_heads": keep_all, "full_model_ev": full}
 
 
-_RESULT_TABLES = ("ev_gene", "ev_head", "mse", "p_value", "p_adj", "full_ev_gene", "full_ev_head")
-
-
-def _same_bits(a: Tensor, b: Tensor) -> bool:
-    """Bitwise equal, NaN in the same places counting as equal (skipped groups are NaN)."""
-    return a.shape == b.shape and torch.equal(a.isnan(), b.isnan()) and \
-        torch.equal(a.nan_to_num(0.0), b.nan_to_num(0.0))
-
-
 def _unchanged(s: _Setup, start: dict) -> tuple[float, dict]:
-    # One call per state check: check_model_unchanged's repeat comparison treats NaN != NaN,
-    # and head-ablation tables hold NaN (skipped groups, constant genes); repeats are
-    # compared here instead.
+    # Repeated results are compared bitwise with NaN equal to NaN (skipped groups and genes
+    # constant within a group are NaN by design).
     report = check_model_unchanged(s.explainer, s.inputs if len(s.inputs) > 1 else s.inputs[0],
-                                   repeats=1, groups=s.groups, observed=s.observed,
+                                   repeats=2, groups=s.groups, observed=s.observed,
                                    additional_forward_args=s.args or None,
                                    n_permutations=s.n_permutations,
                                    random_state=s.random_state)
-    first, second = s.call(), s.call()
-    differ = [t for t in _RESULT_TABLES if not _same_bits(getattr(first, t), getattr(second, t))]
-    problems, worst = compare_states(start, snapshot_state(s.model, list(s.inputs)))
-    problems = list(report.details.get("problems", [])) + [
-        f"during the suite: {p}" for p in problems]
-    if differ:
-        problems.append(f"repeated calls returned different {differ}")
-    return float(len(problems)), {"problems": problems,
-                                  "max_value_change": max(report.max_error, worst)}
+    return state_result(report, start, s.model, list(s.inputs))
 
 
 # ----------------------------------------------------------------------------- the suite

@@ -30,13 +30,13 @@ from captum_genomics.methods.fast_shap import FastSHAP
 from captum_genomics.sc.inputs import FeatureRows
 from captum_genomics.testing.checks import (
     check_model_unchanged,
-    compare_states,
     snapshot_state,
 )
 from captum_genomics.testing.gate.core import (
     CheckResult,
     GateContext,
     SkipCheck,
+    state_result,
     register_suite,
     timed_check,
 )
@@ -348,11 +348,7 @@ def _device_agreement(s: _Setup) -> tuple[float, dict]:
 def _unchanged(s: _Setup, start: dict) -> tuple[float, dict]:
     fs = s.checked_explainer()
     report = check_model_unchanged(fs, s.x, repeats=2, target=s.target)
-    problems, worst = compare_states(start, snapshot_state(s.model, [s.x]))
-    problems = list(report.details.get("problems", [])) + [
-        f"during the suite: {p}" for p in problems]
-    return float(len(problems)), {"problems": problems,
-                                  "max_value_change": max(report.max_error, worst)}
+    return state_result(report, start, s.model, [s.x])
 
 
 # ----------------------------------------------------------------------------- the suite
