@@ -324,3 +324,36 @@ def test_a_pass_through_observer_changes_nothing():
     (m0,), (y0,), (yr0,) = runs[0]
     (m1,), (y1,), (yr1,) = runs[1]
     assert torch.equal(m0[0], m1[0]) and torch.equal(y0, y1) and torch.equal(yr0, yr1)
+
+
+def test_masked_attention_gives_finite_shares_that_sum_to_the_delta():
+    """A -inf padding mask is -inf in both passes: its difference is 0, not NaN."""
+    import torch.nn as nn
+
+    from captum_genomics.testing.localize import localize_additivity
+
+    class Masked(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.stem = nn.Conv1d(4, 8, 3, padding=1)
+            self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+            self.out = nn.Linear(8, 2)
+
+        def forward(self, x):
+            h = self.stem(x).transpose(1, 2)
+            pad = torch.zeros(h.shape[:2], dtype=torch.bool)
+            pad[:, -2:] = True
+            a, _ = self.attn(h, h, h, key_padding_mask=pad, need_weights=False)
+            return self.out(a[:, :-2].mean(1))
+
+    model = Masked().double().eval()
+    g = torch.Generator().manual_seed(1)
+    x = torch.nn.functional.one_hot(torch.randint(0, 4, (2, 10), generator=g), 4)
+    x = x.transpose(1, 2).double()
+    r = torch.nn.functional.one_hot(torch.randint(0, 4, (2, 2, 10), generator=g), 4)
+    r = r.permute(0, 1, 3, 2).double()
+    result = localize_additivity(model, x, r, target=0)
+    shares = result.per_pair_shares
+    assert torch.isfinite(shares).all()
+    torch.testing.assert_close(shares.sum(-1), -result.delta, rtol=0, atol=1e-10)

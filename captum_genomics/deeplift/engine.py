@@ -25,18 +25,34 @@ backward of ``B``. The model runs with detached parameters
 
 Ops are matched between the two passes by call order, so the model's
 sequence of operations must not depend on the data (it may depend on shapes).
+
+Composite functions without a rule that have a decomposition
+(:mod:`captum_genomics.deeplift.decompositions`: ``scaled_dot_product_attention``,
+``multi_head_attention_forward``, or a user's
+:class:`~captum_genomics.deeplift.decompositions.Decomposition` in the rules) are
+run as that decomposition with the mode active, in both passes, so every inner
+op gets its own rule. PyTorch's fused inference paths for ``nn.MultiheadAttention``
+and ``nn.TransformerEncoderLayer`` (taken when no input requires grad, as in the
+reference pass) are switched off during both passes with
+``torch.backends.mha.set_fastpath_enabled(False)`` and the user's setting is
+restored afterwards, so both passes run the same ops. (``nn.TransformerEncoder``'s
+fused path with ``src_key_padding_mask`` returns zeros at padded positions where the
+unfused path computes values; a model whose output reads padded positions is
+therefore explained as its unfused forward computes it.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
 from captum_genomics._utils.targets import make_selector, validate_target
+from captum_genomics.deeplift.decompositions import DEFAULT_DECOMPOSITIONS, Decomposition
 from captum_genomics.deeplift.rules.base import (
     PairCursor,
     UnsupportedOperationError,
@@ -48,7 +64,7 @@ from captum_genomics.deeplift.rules.ops import BILINEAR_OPS, COMPARISON_OPS, DIV
 from captum_genomics.deeplift.rules.registry import RuleRegistry, default_rules, op_name
 
 __all__ = ["DeepLiftPasses", "PassObserver", "deeplift_multipliers", "detached_forward",
-           "AUTO_EXAMPLES_MIN_NUMEL", "AUTO_EXAMPLES_MAX_TARGETS"]
+           "fused_attention_disabled", "AUTO_EXAMPLES_MIN_NUMEL", "AUTO_EXAMPLES_MAX_TARGETS"]
 
 #: ``strategy="auto"`` walks one graph per example block backward once per reference when
 #: the activations recorded per reference row hold at least this many elements (a
@@ -81,6 +97,35 @@ def _count_requires_grad(args: Sequence) -> int:
     return sum(1 for a in args if requires_grad(a))
 
 
+def _find_decomposition(registry: RuleRegistry, decompositions: Mapping[str, Decomposition],
+                        func: Callable) -> Decomposition | None:
+    """The decomposition to run for ``func``: a registered one, else a default when no rule."""
+    rule = registry.lookup(func)
+    if isinstance(rule, Decomposition):
+        return rule
+    return decompositions.get(op_name(func)) if rule is None else None
+
+
+@contextlib.contextmanager
+def fused_attention_disabled() -> Iterator[None]:
+    """Switch off PyTorch's fused attention inference path; restore the user's setting.
+
+    ``nn.MultiheadAttention`` and ``nn.TransformerEncoderLayer`` run
+    ``torch._native_multi_head_attention`` / ``torch._transformer_encoder_layer_fwd``
+    when no input requires grad and ``torch.backends.mha.get_fastpath_enabled()``
+    is True; inside this context they run ``F.multi_head_attention_forward``
+    in both of the engine's passes. The previous value is restored on exit,
+    also after an error.
+    """
+    mha = torch.backends.mha
+    previous = mha.get_fastpath_enabled()
+    mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        mha.set_fastpath_enabled(previous)
+
+
 class PassObserver:
     """An optional hook around every op the engine intercepts (off by default).
 
@@ -108,14 +153,20 @@ class PassObserver:
 class _RecordMode(TorchFunctionMode):
     """Reference pass: run ops normally and record rule states in call order."""
 
-    def __init__(self, registry: RuleRegistry, observer: PassObserver | None = None):
+    def __init__(self, registry: RuleRegistry, observer: PassObserver | None = None,
+                 decompositions: Mapping[str, Decomposition] = DEFAULT_DECOMPOSITIONS):
         super().__init__()
         self.registry = registry
         self.records: list[tuple[str, Any]] = []
         self.observer = observer
+        self.decompositions = decompositions
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        decomposition = _find_decomposition(self.registry, self.decompositions, func)
+        if decomposition is not None:
+            with self:  # the handler runs with this mode popped: re-enter it for the inner ops
+                return decomposition(*args, **kwargs)
         if self.observer is not None:
             return self.observer.reference_op(func, args, kwargs, self._run)
         return self._run(func, args, kwargs)
@@ -133,8 +184,10 @@ class _ApplyMode(TorchFunctionMode):
     """Input pass: replace ruled ops by their DeepLIFT autograd functions."""
 
     def __init__(self, registry: RuleRegistry, records: list, strict: bool, unsupported: dict,
-                 pairs: PairCursor, observer: PassObserver | None = None):
+                 pairs: PairCursor, observer: PassObserver | None = None,
+                 decompositions: Mapping[str, Decomposition] = DEFAULT_DECOMPOSITIONS):
         super().__init__()
+        self.decompositions = decompositions
         self.pairs = pairs
         self.registry = registry
         self.records = records
@@ -145,6 +198,10 @@ class _ApplyMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        decomposition = _find_decomposition(self.registry, self.decompositions, func)
+        if decomposition is not None:
+            with self:
+                return decomposition(*args, **kwargs)
         if self.observer is not None:
             return self.observer.input_op(func, args, kwargs, self._run)
         return self._run(func, args, kwargs)
@@ -252,7 +309,16 @@ class DeepLiftPasses:
     observer
         A :class:`PassObserver` called around every intercepted op of both
         passes, for diagnostics. Default None (no observer; the passes run
-        exactly as without one).
+        exactly as without one). It sees the inner ops of a decomposition,
+        not the decomposed op itself.
+    decompositions
+        Mapping from op name to
+        :class:`~captum_genomics.deeplift.decompositions.Decomposition`, run
+        for ops that have no rule in ``registry``. Default
+        :data:`~captum_genomics.deeplift.decompositions.DEFAULT_DECOMPOSITIONS`
+        (scaled dot-product and multi-head attention); pass ``{}`` to turn
+        them off. A ``Decomposition`` registered in ``registry`` itself always
+        applies.
 
     Attributes
     ----------
@@ -265,7 +331,8 @@ class DeepLiftPasses:
     """
 
     def __init__(self, forward: Callable, registry: RuleRegistry, strict: bool = False,
-                 strategy: str = "examples", observer: PassObserver | None = None):
+                 strategy: str = "examples", observer: PassObserver | None = None,
+                 decompositions: Mapping[str, Decomposition] = DEFAULT_DECOMPOSITIONS):
         if strategy not in ("auto", "examples", "pairs"):
             raise ValueError(
                 f"`strategy` must be 'auto', 'examples' or 'pairs', got {strategy!r}.")
@@ -274,6 +341,7 @@ class DeepLiftPasses:
         self.strict = strict
         self.strategy = strategy
         self.observer = observer
+        self.decompositions = decompositions
         self.unsupported: dict[str, str] = {}
         self.last_activation_numel = 0
 
@@ -316,8 +384,8 @@ class DeepLiftPasses:
         """
         n, r = inputs[0].shape[0], references[0].shape[1]
         flat = tuple(ref.transpose(0, 1).reshape(r * n, *ref.shape[2:]) for ref in references)
-        record = _RecordMode(self.registry, self.observer)
-        with torch.no_grad(), record:
+        record = _RecordMode(self.registry, self.observer, self.decompositions)
+        with torch.no_grad(), fused_attention_disabled(), record:
             out_r = self.forward(*flat, *reference_args)
         ref_outputs = [sel_r(out_r).detach().reshape(r, n).T for _, sel_r in selectors]
         self.last_activation_numel = sum(
@@ -341,9 +409,9 @@ class DeepLiftPasses:
             xs = tuple(x.detach().requires_grad_(True) for x in inputs)
             pairs, args, select = PairCursor(n, r), input_args, [s for s, _ in selectors]
         apply = _ApplyMode(self.registry, record.records, self.strict, self.unsupported, pairs,
-                           self.observer)
+                           self.observer, self.decompositions)
         with torch.enable_grad():
-            with attributed_inputs(xs), apply:
+            with attributed_inputs(xs), fused_attention_disabled(), apply:
                 out_x = self.forward(*xs, *args)
             if apply.position != len(record.records):
                 raise RuntimeError(

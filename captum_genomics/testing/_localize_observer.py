@@ -308,7 +308,10 @@ class _PairObserver(PassObserver):
                 f"A tensor of shape {tuple(t.shape)} on the inputs is "
                 f"{'missing' if reference is None else tuple(reference.shape)} on the references; "
                 "the two passes must run the same operations on tensors of the same shapes.")
-        delta = t.detach().to(torch.float64) - reference.to(t.device, torch.float64)
+        x64 = t.detach().to(torch.float64)
+        r64 = reference.to(t.device, torch.float64)
+        # equal values (masked -inf in both passes included) differ by exactly 0, not NaN
+        delta = torch.where(x64 == r64, torch.zeros_like(x64), x64 - r64)
         node = _Node(delta)
         self.nodes[key] = node
 

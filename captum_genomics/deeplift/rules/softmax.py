@@ -25,7 +25,9 @@ __all__ = ["Softmax"]
 
 
 def _secant(num, den, fallback, eps):
-    small = den.abs() < eps
+    # ``not >=`` also takes the fallback where ``den`` is NaN: a position masked with
+    # ``-inf`` in both passes (``-inf - -inf``), whose fallback (``exp(-inf) = 0``) is exact
+    small = ~(den.abs() >= eps)
     return torch.where(small, fallback, num / torch.where(small, torch.ones_like(den), den))
 
 
