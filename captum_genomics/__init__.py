@@ -53,18 +53,18 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static analysers and IDEs see the real names
-    from captum_genomics.deeplift.contributions import (
+    from captum_genomics.deeplift.contributions import (  # noqa: F401
         hypothetical_contributions,
         project_contributions,
     )
-    from captum_genomics.deeplift.engine import deeplift_multipliers
-    from captum_genomics.deeplift.rules import (
+    from captum_genomics.deeplift.engine import deeplift_multipliers  # noqa: F401
+    from captum_genomics.deeplift.rules import (  # noqa: F401
         RuleRegistry,
         UnsupportedOperationError,
         UnsupportedOperationWarning,
         default_rules,
     )
-    from captum_genomics.heads import (
+    from captum_genomics.heads import (  # noqa: F401
         HeadAdapterRegistry,
         HeadAxisAdapter,
         MultiheadAttentionAdapter,
@@ -72,7 +72,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         UnsupportedAttentionError,
         default_head_adapters,
     )
-    from captum_genomics.methods import (
+    from captum_genomics.methods import (  # noqa: F401
         ConvergenceDeltaWarning,
         FastSHAP,
         HeadAblationExplainedVariance,

@@ -220,7 +220,7 @@ def test_tangermeme_as_recorded(localized, name):
 @given(name=st.sampled_from(["hand_mask", "attention", "custom_function", "inplace_residual"]),
        seed=st.integers(0, 2**31 - 1), length=st.integers(6, 14))
 def test_shares_telescope_on_random_batches(name, seed, length):
-    case = zoo_case(name, length=length, seed=seed % 1000)
+    case = zoo_case(name, length=length, random_state=seed % 1000)
     x, r = case.batch(n=2, k=2, random_state=seed)
     res = localize_additivity(case.model, x, r, target=1)
     assert _relative_gap(res, _output_differences(case.model, x, r, 1)) <= 1e-10

@@ -61,17 +61,20 @@ def renamed_keyword(old_name: str, old_value: Any, new_name: str, new_value: Any
     return old_value
 
 
-def renamed_training_keywords(where: str, seed: Any, random_state: Any, progress_bar: Any,
-                              show_progress: bool, random_state_default: Any = 0,
+def renamed_training_keywords(where: str, old_seed: Any, random_state: Any,
+                              old_progress_bar: Any, show_progress: bool,
+                              random_state_default: Any = 0,
                               stacklevel: int = 4) -> tuple[Any, bool]:
     """``(random_state, show_progress)`` of a training function that took ``seed``/``progress_bar``.
 
-    The two renames always come together in the training functions; see
-    :func:`renamed_keyword` for the rules (warning, and ``TypeError`` when
-    both spellings are given with different values).
+    ``old_seed`` and ``old_progress_bar`` are what the caller passed under the
+    deprecated names (:data:`MISSING` when not given). The two renames always
+    come together in the training functions; see :func:`renamed_keyword` for
+    the rules (warning, and ``TypeError`` when both spellings are given with
+    different values).
     """
-    random_state = renamed_keyword("seed", seed, "random_state", random_state,
+    random_state = renamed_keyword("seed", old_seed, "random_state", random_state,
                                    random_state_default, where, stacklevel)
-    show_progress = renamed_keyword("progress_bar", progress_bar, "show_progress",
+    show_progress = renamed_keyword("progress_bar", old_progress_bar, "show_progress",
                                     show_progress, False, where, stacklevel)
     return random_state, show_progress

@@ -97,13 +97,12 @@ def _count_requires_grad(args: Sequence) -> int:
     return sum(1 for a in args if requires_grad(a))
 
 
-def _find_decomposition(registry: RuleRegistry, decompositions: Mapping[str, Decomposition],
-                        func: Callable) -> Decomposition | None:
-    """The decomposition to run for ``func``: a registered one, else a default when no rule."""
-    rule = registry.lookup(func)
+def _decomposition(rule: Any, name: str,
+                   decompositions: Mapping[str, Decomposition]) -> Decomposition | None:
+    """The decomposition to run for op ``name``: a registered one, else a default when no rule."""
     if isinstance(rule, Decomposition):
         return rule
-    return decompositions.get(op_name(func)) if rule is None else None
+    return decompositions.get(name) if rule is None else None
 
 
 @contextlib.contextmanager
@@ -163,20 +162,22 @@ class _RecordMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        decomposition = _find_decomposition(self.registry, self.decompositions, func)
+        name = op_name(func)  # once per op: the name and rule are resolved here only
+        rule = self.registry.get(name)
+        decomposition = _decomposition(rule, name, self.decompositions)
         if decomposition is not None:
             with self:  # the handler runs with this mode popped: re-enter it for the inner ops
                 return decomposition(*args, **kwargs)
         if self.observer is not None:
-            return self.observer.reference_op(func, args, kwargs, self._run)
-        return self._run(func, args, kwargs)
+            return self.observer.reference_op(
+                func, args, kwargs, lambda f, a, k: self._run(f, a, k, name, rule))
+        return self._run(func, args, kwargs, name, rule)
 
-    def _run(self, func, args, kwargs):
-        rule = self.registry.lookup(func)
+    def _run(self, func, args, kwargs, name, rule):
         if rule is None:
             return func(*args, **kwargs)
         out, state = rule.reference(func, args, kwargs)
-        self.records.append((op_name(func), state))
+        self.records.append((name, state))
         return out
 
 
@@ -198,21 +199,22 @@ class _ApplyMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        decomposition = _find_decomposition(self.registry, self.decompositions, func)
+        name = op_name(func)
+        rule = self.registry.get(name)
+        decomposition = _decomposition(rule, name, self.decompositions)
         if decomposition is not None:
             with self:
                 return decomposition(*args, **kwargs)
         if self.observer is not None:
-            return self.observer.input_op(func, args, kwargs, self._run)
-        return self._run(func, args, kwargs)
+            return self.observer.input_op(
+                func, args, kwargs, lambda f, a, k: self._run(f, a, k, name, rule))
+        return self._run(func, args, kwargs, name, rule)
 
-    def _run(self, func, args, kwargs):
-        rule = self.registry.lookup(func)
+    def _run(self, func, args, kwargs, name, rule):
         if rule is None:
             out = func(*args, **kwargs)
-            self._check_linear(func, args, kwargs, out)
+            self._check_linear(func, name, args, kwargs, out)
             return out
-        name = op_name(func)
         if self.position >= len(self.records) or self.records[self.position][0] != name:
             expected = (self.records[self.position][0] if self.position < len(self.records)
                         else "the end of the forward")
@@ -227,8 +229,7 @@ class _ApplyMode(TorchFunctionMode):
         self.position += 1
         return rule.apply(func, args, kwargs, state, self.pairs)
 
-    def _check_linear(self, func, args, kwargs, out) -> None:
-        name = op_name(func)
+    def _check_linear(self, func, name, args, kwargs, out) -> None:
         nonlinear = False
         if name in BILINEAR_OPS:
             nonlinear = _count_requires_grad(args) + _count_requires_grad(

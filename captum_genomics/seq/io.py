@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["ALPHABET", "read_fasta", "one_hot_encode", "one_hot_decode"]
+__all__ = ["ALPHABET", "read_fasta", "one_hot_encode", "one_hot_decode", "random_one_hot"]
 
 ALPHABET = "ACGT"
 """The channel order of every one-hot array in the package."""
@@ -189,3 +189,25 @@ def one_hot_decode(one_hot: Tensor | np.ndarray, unknown: str = "N") -> list[str
     codes = np.where(col_sum == 0, 4, one_hot.argmax(axis=1))
     chars = letters[codes]
     return [row.tobytes().decode("ascii") for row in chars]
+
+
+def random_one_hot(n: int, length: int, generator: torch.Generator,
+                   dtype: torch.dtype = torch.float64) -> Tensor:
+    """``n`` uniform random one-hot sequences, no N columns.
+
+    Parameters
+    ----------
+    n, length : int
+        Sequences and positions.
+    generator : torch.Generator
+        Draws the bases (CPU); the same generator state gives the same batch.
+    dtype : torch.dtype
+        Default float64.
+
+    Returns
+    -------
+    Tensor ``(n, 4, length)``
+        Channel-first, ACGT order.
+    """
+    idx = torch.randint(0, len(ALPHABET), (n, length), generator=generator)
+    return torch.nn.functional.one_hot(idx, len(ALPHABET)).permute(0, 2, 1).to(dtype)

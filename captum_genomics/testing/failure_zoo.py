@@ -324,7 +324,7 @@ _ENTRIES: dict[str, _Entry] = {
 ZOO: tuple[str, ...] = tuple(_ENTRIES)
 
 
-def zoo_case(name: str, length: int = 12, seed: int = 0) -> ZooCase:
+def zoo_case(name: str, length: int = 12, random_state: int = 0) -> ZooCase:
     """Build zoo model ``name`` for inputs of length ``length``.
 
     Parameters
@@ -333,7 +333,7 @@ def zoo_case(name: str, length: int = 12, seed: int = 0) -> ZooCase:
         One of :data:`ZOO`.
     length : int
         ``L``. Default 12.
-    seed : int
+    random_state : int
         ``torch.manual_seed`` for the weights (torch's global RNG is restored).
         Default 0. The recorded peer figures are for the defaults.
 
@@ -350,11 +350,11 @@ def zoo_case(name: str, length: int = 12, seed: int = 0) -> ZooCase:
     if name not in _ENTRIES:
         raise KeyError(f"unknown zoo model {name!r}; expected one of {list(ZOO)}")
     e = _ENTRIES[name]
-    return ZooCase(name, _seeded(e.factory(length), seed), length, e.culprit,
+    return ZooCase(name, _seeded(e.factory(length), random_state), length, e.culprit,
                    None if e.caller is None else e.caller(), e.captum_wrong,
                    e.tangermeme_wrong, e.captum_delta, e.tangermeme_delta, e.notes, e.gc_bias)
 
 
-def zoo_cases(length: int = 12, seed: int = 0) -> list[ZooCase]:
+def zoo_cases(length: int = 12, random_state: int = 0) -> list[ZooCase]:
     """Every zoo model (in :data:`ZOO` order), built as :func:`zoo_case` builds one."""
-    return [zoo_case(name, length, seed) for name in ZOO]
+    return [zoo_case(name, length, random_state) for name in ZOO]

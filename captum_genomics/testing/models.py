@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from hypothesis import settings
 from hypothesis import strategies as st
 
+from captum_genomics.seq.io import random_one_hot  # noqa: F401 - re-exported
 from captum_genomics.testing.checks.report import INVARIANCE_TOL
 
 DTYPE = torch.float64
@@ -105,13 +106,6 @@ needs_generated_references = pytest.mark.skipif(
 
 
 # --------------------------------------------------------------------------- data
-
-def random_one_hot(n: int, length: int, generator: torch.Generator,
-                   dtype: torch.dtype = DTYPE) -> torch.Tensor:
-    """``n`` uniform random one-hot sequences ``(n, 4, length)``, no N columns."""
-    idx = torch.randint(0, ALPHABET, (n, length), generator=generator)
-    return F.one_hot(idx, ALPHABET).permute(0, 2, 1).to(dtype)
-
 
 @dataclass(frozen=True)
 class Batch:
@@ -504,8 +498,9 @@ def catalog_flags(name: str) -> dict[str, bool]:
     return {"tangermeme": e.tangermeme, "captum": e.captum, "bitwise": e.bitwise}
 
 
-def catalog_case(name: str, length: int = 24, seed: int = 0) -> ModelCase:
-    """Build the catalog model ``name`` for inputs of length ``length``."""
+def catalog_case(name: str, length: int = 24, random_state: int = 0) -> ModelCase:
+    """Build the catalog model ``name`` for inputs of length ``length``, weights seeded by
+    ``random_state``."""
     e = _ENTRIES[name]
-    model = _seeded(e.factory(length), seed)
+    model = _seeded(e.factory(length), random_state)
     return ModelCase(name, model, length, 3, 0, e.tangermeme, e.captum, e.bitwise, e.notes)

@@ -117,9 +117,9 @@ def _report_folder(path, option: str) -> None:
 
 
 def _random_one_hot(n: int, length: int, random_state: int) -> Tensor:
-    g = torch.Generator().manual_seed(int(random_state))
-    idx = torch.randint(0, 4, (n, length), generator=g)
-    return torch.nn.functional.one_hot(idx, 4).permute(0, 2, 1).to(torch.float64)
+    from captum_genomics.seq.io import random_one_hot
+
+    return random_one_hot(n, length, torch.Generator().manual_seed(int(random_state)))
 
 
 def _read_fasta_inputs(path: Path, n_examples: int) -> Tensor:

@@ -22,7 +22,6 @@ import json
 import math
 import os
 import platform
-import tempfile
 import time
 import warnings
 from importlib import metadata as importlib_metadata
@@ -33,6 +32,7 @@ import torch
 from torch import Tensor
 
 from captum_genomics import __version__
+from captum_genomics._utils.files import write_bytes_atomic
 from captum_genomics.testing.gate.core import CheckResult, GateContext, SkipCheck
 
 __all__ = [
@@ -226,22 +226,6 @@ def _metadata(context: GateContext, attr: np.ndarray, extra: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- files
-def _write_atomic(path: str, data: bytes) -> None:
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                               dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def write_baseline(directory: str | os.PathLike, attributions: np.ndarray, metadata: dict) -> None:
     """Write ``attributions.npz`` then ``baseline.json`` into ``directory``, atomically.
 
@@ -261,9 +245,9 @@ def write_baseline(directory: str | os.PathLike, attributions: np.ndarray, metad
     np.savez(buffer, attributions=attributions)
     data = buffer.getvalue()
     metadata = {**metadata, "attributions_sha256": hashlib.sha256(data).hexdigest()}
-    _write_atomic(os.path.join(directory, ATTRIBUTIONS_FILE), data)
+    write_bytes_atomic(os.path.join(directory, ATTRIBUTIONS_FILE), data)
     text = json.dumps(metadata, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    _write_atomic(os.path.join(directory, METADATA_FILE), text.encode())
+    write_bytes_atomic(os.path.join(directory, METADATA_FILE), text.encode())
 
 
 def read_baseline(directory: str | os.PathLike) -> tuple[np.ndarray, dict]:

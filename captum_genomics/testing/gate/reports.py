@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from captum_genomics._utils.files import write_bytes_atomic
 from captum_genomics.testing.gate.core import CheckResult, GateReport
 
 __all__ = ["format_table", "junit_tree", "report_to_dict", "verdict", "write_json",
@@ -156,29 +156,6 @@ def report_to_dict(report: GateReport) -> dict:
                       "metadata": report.metadata, "checks": checks})
 
 
-def _write_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"report path {os.fspath(path)!r} is a directory; give a file.")
-    directory = path.parent
-    if not directory.is_dir():
-        raise FileNotFoundError(f"the folder of report path {os.fspath(path)!r} does not exist.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
-
-
 def write_json(report: GateReport, path: str | os.PathLike) -> Path:
     """Write :func:`report_to_dict` as indented JSON, atomically.
 
@@ -204,7 +181,7 @@ def write_json(report: GateReport, path: str | os.PathLike) -> Path:
         If ``path`` is a folder.
     """
     text = json.dumps(report_to_dict(report), indent=2, allow_nan=False) + "\n"
-    return _write_atomic(path, text.encode("utf-8"))
+    return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def _value(value: Any) -> str:
@@ -280,4 +257,4 @@ def write_junit_xml(report: GateReport, path: str | os.PathLike) -> Path:
     """
     tree = junit_tree(report)
     data = ET.tostring(tree.getroot(), encoding="utf-8", xml_declaration=True) + b"\n"
-    return _write_atomic(path, data)
+    return write_bytes_atomic(path, data)
