@@ -252,14 +252,26 @@ class _ApplyMode(TorchFunctionMode):
         if self.strict:
             raise UnsupportedOperationError(
                 f"No DeepLIFT rule for `{name}` ({what}), which {detail} (strict=True). "
-                "Register a rule with `rules=default_rules().with_rules({...})` or use an op "
-                "that has one."
+                + _register_hint(name)
             )
         self.unsupported[name] = (
             f"No DeepLIFT rule for `{name}` ({what}), which {detail}; it is being treated "
-            "as linear, so attributions may not be additive. Register a rule with "
-            "`rules=default_rules().with_rules({...})`, or pass strict=True to raise."
+            "as linear, so attributions may not be additive. " + _register_hint(name)
+            + " Pass strict=True to raise instead."
         )
+
+
+def _register_hint(name: str) -> str:
+    """How to give op ``name`` a rule: elementwise, or composite (a decomposition)."""
+    return (
+        f"If `{name}` is elementwise, register the rescale rule: "
+        f"`rules=default_rules().with_rules({{{name!r}: Rescale()}})`; if it is a composite op "
+        "(several ops inside, like an attention kernel), register a decomposition that "
+        "computes it from ops that have rules: "
+        f"`rules=default_rules().with_rules({{{name!r}: Decomposition(fn)}})` "
+        "(captum_genomics.deeplift.rules.Rescale, captum_genomics.deeplift.Decomposition; "
+        "docs/deep_lift_shap.md, section 7)."
+    )
 
 
 def detached_forward(model: Callable) -> Callable:

@@ -59,7 +59,8 @@ LINEAR_OPS = frozenset((
     "register_hook", "copy_", "fill_", "zero_", "get", "set", "identity",
     "scatter", "scatter_add", "index_add", "index_copy", "index_put", "put",
     "embedding_bag", "linalg_vector_norm_linear", "real", "imag", "conj",
-    "resolve_conj", "resolve_neg", "align_to", "refine_names", "rename", "mul",
+    "resolve_conj", "resolve_neg", "view_as_complex", "view_as_real", "complex",
+    "align_to", "refine_names", "rename", "mul",
     "matmul", "mm", "bmm", "baddbmm", "addbmm", "float_power_scalar",
 ))
 
