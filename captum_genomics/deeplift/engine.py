@@ -51,6 +51,7 @@ import torch
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
+from captum_genomics._utils.grad_mode import autograd_enabled, autograd_tensors
 from captum_genomics._utils.targets import make_selector, validate_target
 from captum_genomics.deeplift.decompositions import DEFAULT_DECOMPOSITIONS, Decomposition
 from captum_genomics.deeplift.rules.base import (
@@ -286,6 +287,11 @@ def detached_forward(model: Callable) -> Callable:
     if not isinstance(model, torch.nn.Module):
         return model
     params = {n: p.detach() for n, p in model.named_parameters(remove_duplicate=False)}
+    # a model built under torch.inference_mode() holds inference tensors, which autograd
+    # cannot save: use ordinary copies of them (the module keeps its own)
+    params.update({n: b for n, b in model.named_buffers(remove_duplicate=False)
+                   if b.is_inference()})
+    params = {n: autograd_tensors(p) for n, p in params.items()}
     if not params:
         return model
 
@@ -395,6 +401,12 @@ class DeepLiftPasses:
             same for every reference with ``strategy="examples"``)
         reference_outputs : list (per target) of ``(n, R)`` selected outputs on the references
         """
+        with autograd_enabled():  # also inside the caller's no_grad / inference_mode
+            inputs, references, input_args, reference_args = autograd_tensors(
+                (inputs, references, input_args, reference_args))
+            return self._run(inputs, references, selectors, input_args, reference_args)
+
+    def _run(self, inputs, references, selectors, input_args, reference_args):
         n, r = inputs[0].shape[0], references[0].shape[1]
         flat = tuple(ref.transpose(0, 1).reshape(r * n, *ref.shape[2:]) for ref in references)
         record = _RecordMode(self.registry, self.observer, self.decompositions)

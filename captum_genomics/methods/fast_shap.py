@@ -20,6 +20,7 @@ from captum_genomics._utils.captum import PerturbationAttribution, format_additi
 from captum_genomics._utils.checks import check_eval_mode, check_positive_int
 from captum_genomics._utils.deprecation import MISSING, renamed_training_keywords
 from captum_genomics._utils.devices import module_device, module_dtype
+from captum_genomics._utils.grad_mode import autograd_enabled, autograd_tensors
 from captum_genomics._utils.targets import resolve_output_targets, select_outputs
 from captum_genomics.fastshap.explainer import MLPExplainer
 from captum_genomics.fastshap.fitting import DEFAULT_BACKGROUND_SIZE, GAMES  # noqa: F401
@@ -265,23 +266,26 @@ class FastSHAP(PerturbationAttribution):
             "FastSHAP.fit", seed, random_state, progress_bar, show_progress)
         check_eval_mode(model, "model")
         check_game(game, background)
-        device = module_device(model, torch.device("cpu"))
-        dtype = module_dtype(model, torch.get_default_dtype())
-        xtr, xva, bg = training_data(x_train, x_val, background, None, dtype, device, layer,
-                                     use_raw)
-        players = resolve_players(players, xtr[0].numel(), tuple(xtr.shape[1:]))
-        n_out = count_outputs(model, xtr)
-        the_game, history = build_game(model, game, players, xtr, xva, n_out, link, bg,
-                                       random_state, surrogate_kwargs, surrogate_train_kwargs,
-                                       show_progress)
-        explainer = build_explainer(players, n_out, the_game, baseline, random_state,
-                                    explainer_kwargs, device, dtype)
-        fs = cls(model, explainer, game=the_game, players=players,
-                 link=link if the_game is None else None, baseline=baseline)
-        fs.history.update(history)
-        fs.fit_explainer(xtr, xva, **with_defaults(train_kwargs, random_state=random_state,
-                                                   show_progress=show_progress))
-        return fs
+        # training needs autograd, also inside the caller's no_grad / inference_mode
+        with autograd_enabled():
+            device = module_device(model, torch.device("cpu"))
+            dtype = module_dtype(model, torch.get_default_dtype())
+            xtr, xva, bg = training_data(x_train, x_val, background, None, dtype, device, layer,
+                                         use_raw)
+            xtr, xva, bg = autograd_tensors((xtr, xva, bg))
+            players = resolve_players(players, xtr[0].numel(), tuple(xtr.shape[1:]))
+            n_out = count_outputs(model, xtr)
+            the_game, history = build_game(model, game, players, xtr, xva, n_out, link, bg,
+                                           random_state, surrogate_kwargs, surrogate_train_kwargs,
+                                           show_progress)
+            explainer = build_explainer(players, n_out, the_game, baseline, random_state,
+                                        explainer_kwargs, device, dtype)
+            fs = cls(model, explainer, game=the_game, players=players,
+                     link=link if the_game is None else None, baseline=baseline)
+            fs.history.update(history)
+            fs.fit_explainer(xtr, xva, **with_defaults(train_kwargs, random_state=random_state,
+                                                       show_progress=show_progress))
+            return fs
 
     def fit_explainer(self, x_train: Any, x_val: Any, layer: str | None = None,
                       use_raw: bool = False, **train_kwargs: Any) -> dict:
@@ -308,8 +312,9 @@ class FastSHAP(PerturbationAttribution):
                                  module_device(self.explainer, torch.device("cpu")), layer,
                                  use_raw)
         train_kwargs.setdefault("mask_null_players", self.mask_null_players)
-        history = train_explainer(self.explainer, self.game, data[0], data[1], self.players,
-                                  **train_kwargs)
+        with autograd_enabled():  # also inside the caller's no_grad / inference_mode
+            history = train_explainer(self.explainer, self.game, *autograd_tensors(data[:2]),
+                                      self.players, **train_kwargs)
         self.mask_null_players = bool(train_kwargs["mask_null_players"])
         self.history["explainer"] = history
         self.trained = True

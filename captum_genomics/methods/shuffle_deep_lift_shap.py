@@ -90,7 +90,10 @@ class ShuffleDeepLiftShap(GradientAttribution):
     * several targets share one forward (``targets=[...]``);
     * the references of an example are seeded by ``(random_state, example
       index, reference index)``, so they do not depend on batching;
-    * convergence deltas are returned per example-reference pair.
+    * convergence deltas are returned per example-reference pair;
+    * it works inside the caller's ``torch.no_grad()`` and
+      ``torch.inference_mode()``, with the same bits as with autograd on,
+      and leaves both modes as they were.
 
     Parameters
     ----------
