@@ -6,6 +6,7 @@ Checks never modify their inputs.
 
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 import torch
@@ -103,6 +104,41 @@ def check_one_hot(x: Tensor, name: str, dim: int = -2, allow_n: bool = True) -> 
             f"`{name}` must be one-hot encoded along axis {dim} ({what}); the "
             f"column at {idx} sums to {s[idx].item()!r}."
         )
+
+
+def check_random_state(value, name: str = "random_state", allow_none: bool = True) -> int | None:
+    """A seed as a Python int in ``[0, 2**64)`` (or None when ``allow_none``).
+
+    Parameters
+    ----------
+    value
+        The user's seed: an int (Python or numpy integer), or None.
+    name
+        The user's argument name, for the message. Default ``"random_state"``.
+    allow_none
+        Accept None (fresh entropy, not reproducible). Default True.
+
+    Returns
+    -------
+    int or None
+
+    Raises
+    ------
+    TypeError
+        For a bool, float, string or other non-integer (or None when not allowed).
+    ValueError
+        For an integer outside ``[0, 2**64)``.
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        allowed = "None or an int" if allow_none else "an int"
+        raise TypeError(
+            f"`{name}` must be {allowed} in [0, 2**64), got {value!r} ({type(value).__name__})."
+        )
+    if not 0 <= int(value) < 2**64:
+        raise ValueError(f"`{name}` must be in [0, 2**64), got {int(value)}.")
+    return int(value)
 
 
 def check_positive_int(value, name: str, minimum: int = 1) -> int:

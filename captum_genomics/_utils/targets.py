@@ -28,6 +28,8 @@ def validate_target(target: Any, n: int, name: str = "target") -> None:
             raise TypeError(f"`{name}` tuple must hold ints, got {target!r}.")
         return
     if isinstance(target, Tensor):
+        if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+            raise TypeError(f"`{name}` tensor must hold integers, got dtype {target.dtype}.")
         if target.numel() == 1:
             return
         if target.ndim != 1 or target.shape[0] != n:
@@ -44,6 +46,14 @@ def validate_target(target: Any, n: int, name: str = "target") -> None:
                 f"`{name}` list gives one target per example and must have length {n}, got "
                 f"{len(target)}. For several targets use `targets=[...]`."
             )
+        for i, t in enumerate(target):
+            ok = isinstance(t, int) and not isinstance(t, bool) or isinstance(t, tuple) and all(
+                isinstance(u, int) and not isinstance(u, bool) for u in t)
+            if not ok:
+                raise TypeError(
+                    f"`{name}` list must hold one int (or tuple of ints) per example; "
+                    f"`{name}[{i}]` is {t!r} ({type(t).__name__})."
+                )
         return
     raise TypeError(
         f"`{name}` must be None, an int, a tuple of ints, a tensor or a list of length N; got "
@@ -81,6 +91,11 @@ def make_selector(target: Any, example: Tensor, n: int) -> Callable[[Tensor], Te
     def select(y: Tensor) -> Tensor:
         if not isinstance(y, Tensor):
             raise TypeError(f"The model must return a tensor, got {type(y).__name__}.")
+        if y.ndim == 0:
+            raise ValueError(
+                "The model must return one output row per example, shape (B,) or (B, T, ...); "
+                "it returned a 0-d tensor (a scalar). Do not reduce over the batch axis."
+            )
         b = y.shape[0]
         if target is None:
             return y if y.ndim == 1 else _squeeze_trailing(y, target)

@@ -51,6 +51,7 @@ import torch
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
+from captum_genomics._utils.batching import as_input_tuple
 from captum_genomics._utils.grad_mode import autograd_enabled, autograd_tensors
 from captum_genomics._utils.targets import make_selector, validate_target
 from captum_genomics.deeplift.decompositions import DEFAULT_DECOMPOSITIONS, Decomposition
@@ -522,8 +523,21 @@ def deeplift_multipliers(
         Under ``strict=True``, an input-dependent op with no rule.
     """
     single = isinstance(inputs, Tensor)
-    xs = (inputs,) if single else tuple(inputs)
-    rs = (references,) if isinstance(references, Tensor) else tuple(references)
+    xs = as_input_tuple(inputs, "inputs")
+    rs = as_input_tuple(references, "references")
+    if len(rs) != len(xs):
+        raise ValueError(f"`references` must hold one tensor per input ({len(xs)}), got "
+                         f"{len(rs)}.")
+    for j, (x, r) in enumerate(zip(xs, rs)):
+        xn, rn = ("inputs", "references") if single else (f"inputs[{j}]", f"references[{j}]")
+        if not x.is_floating_point():
+            raise TypeError(f"`{xn}` must be a floating-point tensor, got dtype {x.dtype}.")
+        if r.shape != x.shape or r.dtype != x.dtype:
+            raise ValueError(
+                f"`{rn}` must match `{xn}` (one reference per example): shape "
+                f"{tuple(x.shape)} and dtype {x.dtype}; got shape {tuple(r.shape)} and dtype "
+                f"{r.dtype}."
+            )
     if callable(target):
         select = target
     else:

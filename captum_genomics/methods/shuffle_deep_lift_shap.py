@@ -24,14 +24,18 @@ from captum_genomics._utils.checks import (
     check_shape,
     check_tensor,
 )
-from captum_genomics._utils.devices import module_device
+from captum_genomics._utils.devices import module_device, module_dtype
 from captum_genomics._utils.targets import make_selector, validate_target
 from captum_genomics.deeplift.contributions import pair_hypothetical
 from captum_genomics.deeplift.engine import DeepLiftPasses, detached_forward
 from captum_genomics.deeplift.rules.base import UnsupportedOperationWarning
 from captum_genomics.deeplift.rules.registry import RuleRegistry, default_rules
 
-__all__ = ["ShuffleDeepLiftShap", "ConvergenceDeltaWarning"]
+__all__ = ["ShuffleDeepLiftShap", "ConvergenceDeltaWarning", "UninformativeReferencesWarning"]
+
+
+class UninformativeReferencesWarning(UserWarning):
+    """Every reference of an example equals it: its attributions are zero by construction."""
 
 
 class ConvergenceDeltaWarning(UserWarning):
@@ -43,6 +47,21 @@ def _is_one_hot(x: Tensor) -> bool:
         return False
     binary = bool(((x == 0) | (x == 1)).all())
     return binary and bool((x.sum(dim=1) <= 1).all())
+
+
+def _check_model_dtype(model: Any, xs: tuple) -> None:
+    """Inputs must have the dtype of the model's parameters (no silent cast either way)."""
+    dtype = module_dtype(model, None)
+    if dtype is None:
+        return
+    for j, x in enumerate(xs):
+        if x.dtype != dtype:
+            name = "inputs" if len(xs) == 1 else f"inputs[{j}]"
+            raise TypeError(
+                f"`{name}` has dtype {x.dtype} but the model's parameters are {dtype}; pass "
+                f"`{name}.to({dtype})`, or convert the model (e.g. `model.to({x.dtype})`). "
+                "float64 gives additivity to ~1e-12; float16/bfloat16 only to ~1e-2."
+            )
 
 
 def _check_rules(rules: Any) -> RuleRegistry:
@@ -266,6 +285,10 @@ class ShuffleDeepLiftShap(GradientAttribution):
         self._validate_inputs(xs)
         n = xs[0].shape[0]
         check_positive_int(batch_size, "batch_size")
+        if isinstance(warning_threshold, bool) or not isinstance(warning_threshold,
+                                                                  (int, float)):
+            raise TypeError(f"`warning_threshold` must be a number >= 0, got "
+                            f"{warning_threshold!r} ({type(warning_threshold).__name__}).")
         if not warning_threshold >= 0:
             raise ValueError(f"`warning_threshold` must be >= 0, got {warning_threshold!r}.")
         check_eval_mode(self.forward_func, "model")
@@ -297,6 +320,7 @@ class ShuffleDeepLiftShap(GradientAttribution):
         k = refs.k
         extra = format_additional_forward_args(additional_forward_args)
         device = module_device(self.forward_func, xs[0].device)
+        _check_model_dtype(self.forward_func, xs)
 
         passes = DeepLiftPasses(detached_forward(self.forward_func), registry, strict, strategy)
         n_t = len(target_list)
@@ -308,6 +332,7 @@ class ShuffleDeepLiftShap(GradientAttribution):
         deltas = [torch.empty((n, k), dtype=xs[0].dtype, device=xs[0].device) for _ in range(n_t)]
 
         blocks = _blocks(n, k, batch_size)
+        uninformative = torch.ones(n, dtype=torch.bool)  # every reference equals the example
         if show_progress:
             from tqdm.auto import tqdm
 
@@ -324,6 +349,9 @@ class ShuffleDeepLiftShap(GradientAttribution):
             if k0 == 0:
                 acc = [[None] * len(xs) for _ in range(n_t)]
             diff = tuple(x.unsqueeze(1) - r for x, r in zip(x_b, r_b))
+            same = torch.stack([(d.reshape(d.shape[0], d.shape[1], -1) == 0).all(2)
+                                for d in diff]).all(0).all(1)  # (examples,) every ref == input
+            uninformative[lo:hi] &= same.cpu()
             for t in range(n_t):
                 contrib = tuple(m * d for m, d in zip(mults[t], diff))
                 total = sum(c.reshape(c.shape[0], c.shape[1], -1).sum(2) for c in contrib)
@@ -347,6 +375,16 @@ class ShuffleDeepLiftShap(GradientAttribution):
                             mean *= x_b[j]
                         outs[t][j][lo:hi] = mean.to(outs[t][j])
         self._warn(passes, deltas, warning_threshold)
+        if uninformative.any():
+            bad = uninformative.nonzero().flatten().tolist()
+            warnings.warn(
+                f"{len(bad)} of {n} examples (first: index {bad[0]}) have references that are "
+                "all identical to the example itself (e.g. a low-complexity or too-short "
+                "sequence whose every shuffle is itself): their attributions are all zero "
+                "because the references carry no information, not because no position matters.",
+                UninformativeReferencesWarning,
+                stacklevel=3,
+            )
         results = []
         for t in range(n_t):
             attr = tuple(outs[t]) if is_tuple else outs[t][0]

@@ -13,7 +13,8 @@ from typing import Callable
 
 from torch import Tensor
 
-from captum_genomics._utils.checks import check_positive_int
+from captum_genomics._utils.checks import check_one_hot, check_positive_int
+from captum_genomics.references import _draw
 from captum_genomics.references.shuffle import kmer_shuffle
 from captum_genomics.references.simple import gc_matched_references, uniform_references, zero_references
 
@@ -83,6 +84,22 @@ class ReferenceGenerator:
             Shape ``(N, K, 4, L)``, dtype and device of ``inputs``.
         """
         raise NotImplementedError
+
+    def check_inputs(self, inputs: Tensor, name: str = "inputs") -> None:
+        """Raise a clear error naming ``name`` if ``inputs`` cannot be used.
+
+        Called once on the user's whole batch before any reference is drawn,
+        so the message names the user's argument and shape. The built-in
+        generators need one-hot DNA ``(N, 4, L)`` (all-zero ``N`` columns
+        allowed).
+
+        Raises
+        ------
+        TypeError, ValueError
+            If ``inputs`` is not a real tensor ``(N, 4, L)`` of one-hot columns.
+        """
+        _draw.check_sequences(inputs, name)
+        check_one_hot(inputs, name, dim=1)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -220,6 +237,10 @@ class CallableReferences(ReferenceGenerator):
             raise TypeError(f"`fn` must be callable, got {type(fn).__name__}.")
         self.fn = fn
         self._passes = _accepted_keywords(fn, ("example_indices", "random_state"))
+
+    def check_inputs(self, inputs: Tensor, name: str = "inputs") -> None:
+        """Only the shape ``(N, 4, L)``: the user's function decides what values it accepts."""
+        _draw.check_sequences(inputs, name)
 
     def __call__(self, inputs, n_references, *, example_indices=None, random_state=None):
         given = {"example_indices": example_indices, "random_state": random_state}

@@ -91,6 +91,12 @@ class PerExampleReferences:
                     )
                 if ref.shape[1] == 0:
                     raise ValueError(f"`{name}` has K = 0 references per example; need K >= 1.")
+                if ref.dtype != x.dtype:
+                    label = "inputs" if len(inputs) == 1 else f"inputs[{j}]"
+                    raise TypeError(
+                        f"`{name}` has dtype {ref.dtype} but `{label}` has dtype {x.dtype}; "
+                        f"pass references of the inputs' dtype (`{name}.to({x.dtype})`)."
+                    )
                 if k is not None and ref.shape[1] != k:
                     raise ValueError(
                         f"`references` tensors disagree on K: {k} vs {ref.shape[1]} ({name})."
@@ -108,6 +114,10 @@ class PerExampleReferences:
                 )
             self.tensors = None
             self.generators = tuple(resolve_reference_generator(s) for s in specs)
+            for j, (gen, x) in enumerate(zip(self.generators, inputs)):
+                check = getattr(gen, "check_inputs", None)
+                if check is not None:  # on the whole batch, named as the user named it
+                    check(x, "inputs" if len(inputs) == 1 else f"inputs[{j}]")
             self.k = int(n_references)
         self._cache: tuple[int, int, tuple[Tensor, ...]] | None = None
 
@@ -124,9 +134,21 @@ class PerExampleReferences:
             c_lo = self._cache[0]
             return tuple(r[lo - c_lo:hi - c_lo] for r in self._cache[2])
         refs = []
-        for gen, x in zip(self.generators, self.inputs):
-            out = gen(x[lo:hi], self.k, example_indices=self.example_indices[lo:hi],
-                      random_state=self.random_state)
+        for j, (gen, x) in enumerate(zip(self.generators, self.inputs)):
+            try:
+                out = gen(x[lo:hi], self.k, example_indices=self.example_indices[lo:hi],
+                          random_state=self.random_state)
+            except (ValueError, TypeError) as error:
+                # the generator names its own argument; the user passed it as `inputs`
+                message = str(error)
+                if "`sequences`" not in message:
+                    raise
+                label = "inputs" if len(self.inputs) == 1 else f"inputs[{j}]"
+                what = getattr(gen, "__name__", type(gen).__name__)
+                raise type(error)(
+                    message.replace("`sequences`", f"`{label}`")
+                    + f" (the references are generated from `{label}` by {what})"
+                ) from error
             refs.append(out.to(x.dtype))
         self._cache = (lo, hi, tuple(refs))
         return self._cache[2]

@@ -16,6 +16,8 @@ The argument checks, encoding, seeding, output buffers and threads come from
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from torch import Tensor
 
@@ -177,6 +179,12 @@ def kmer_shuffle(
         if ``example_indices`` is not a non-negative integer array of length
         ``N``.
 
+    Warns
+    -----
+    UserWarning
+        If the window holds at most ``k`` positions: its only shuffle is the
+        sequence itself, so the references are copies of the inputs.
+
     Examples
     --------
     >>> import torch
@@ -191,6 +199,17 @@ def kmer_shuffle(
                            _kernels.TAG_SHUFFLE)
     if d.keys is None:
         return d.finish()
+    if d.end - d.start <= k:
+        # at most one k-mer: the uniform draw is over one sequence, the input itself, so
+        # references equal the inputs and attributions against them are zero
+        warnings.warn(
+            f"The shuffle window [{d.start}, {d.end}) of the {sequences.shape[-1]}-bp "
+            f"`sequences` holds {d.end - d.start} position(s), at most k={k}: its only "
+            "k-mer shuffle is the sequence itself, so every reference is a copy of its "
+            "example. Use longer sequences, a wider `start`/`end` window or a smaller `k`.",
+            UserWarning,
+            stacklevel=2,
+        )
     n, n_references, length = d.ref_codes.shape
     job = _ShuffleJob(d.codes, d.start, d.end, k, d.keys, d.ref_codes, d.view, d.one, d.zero)
     if n >= 2 * _draw.n_threads():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from typing import Sequence
 
 import numpy as np
@@ -60,29 +61,54 @@ def read_fasta(path: str | os.PathLike) -> tuple[list[str], list[str]]:
     ------
     FileNotFoundError
         If ``path`` does not exist.
+    IsADirectoryError
+        If ``path`` is a folder.
     ValueError
-        If sequence text appears before the first header, or the file holds
-        no records.
+        If sequence text appears before the first header, the file holds no
+        records, a record has no sequence, the file holds binary bytes, or a
+        gzipped file is damaged (truncated); the message names the path.
     """
+    where = repr(os.fspath(path))
     names: list[str] = []
     chunks: list[list[str]] = []
-    with _open_text(path) as handle:
-        for lineno, line in enumerate(handle, start=1):
-            line = line.strip()
-            if not line or line.startswith(";"):
-                continue
-            if line.startswith(">"):
-                names.append(line[1:].strip())
-                chunks.append([])
-            elif not chunks:
-                raise ValueError(
-                    f"{os.fspath(path)!r} is not FASTA: line {lineno} holds sequence "
-                    "text before the first '>' header."
-                )
-            else:
-                chunks[-1].append("".join(line.split()))
+    starts: list[int] = []
+    try:
+        with _open_text(path) as handle:
+            for lineno, line in enumerate(handle, start=1):
+                if "\x00" in line or "\ufffd" in line:
+                    raise ValueError(
+                        f"{where} is not a FASTA text file: line {lineno} holds binary "
+                        "(non-ASCII) bytes."
+                    )
+                line = line.strip()
+                if not line or line.startswith(";"):
+                    continue
+                if line.startswith(">"):
+                    names.append(line[1:].strip())
+                    chunks.append([])
+                    starts.append(lineno)
+                elif not chunks:
+                    raise ValueError(
+                        f"{where} is not FASTA: line {lineno} holds sequence "
+                        "text before the first '>' header."
+                    )
+                else:
+                    chunks[-1].append("".join(line.split()))
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise ValueError(
+            f"{where} is a damaged gzip file ({error}); it may have been truncated by an "
+            "interrupted download or copy."
+        ) from None
     if not names:
-        raise ValueError(f"{os.fspath(path)!r} holds no FASTA records (no '>' header).")
+        raise ValueError(f"{where} holds no FASTA records (no '>' header).")
+    empty = [i for i, c in enumerate(chunks) if not c]
+    if empty:
+        i = empty[0]
+        raise ValueError(
+            f"{where}: record {names[i]!r} (line {starts[i]}) has no sequence"
+            + (f", and {len(empty) - 1} more record(s) are empty" if len(empty) > 1 else "")
+            + "."
+        )
     return names, ["".join(c) for c in chunks]
 
 
@@ -108,8 +134,8 @@ def one_hot_encode(
     Raises
     ------
     TypeError
-        If ``sequences`` is a single string (wrap it in a list) or holds a
-        non-string.
+        If ``sequences`` is a single string (wrap it in a list), not iterable,
+        or holds a non-string; or ``dtype`` is not a real ``torch.dtype``.
     ValueError
         If ``sequences`` is empty or the lengths differ; the message names the
         first sequence whose length differs from the first one's.
@@ -124,7 +150,15 @@ def one_hot_encode(
             "`sequences` must be a list of strings, got a single string; "
             "pass [sequence] to encode one sequence."
         )
-    sequences = list(sequences)
+    if not isinstance(dtype, torch.dtype) or dtype.is_complex:
+        raise TypeError(f"`dtype` must be a real torch.dtype such as torch.float32, got "
+                        f"{dtype!r}.")
+    try:
+        sequences = list(sequences)
+    except TypeError:
+        raise TypeError(
+            f"`sequences` must be a list of strings, got {type(sequences).__name__}."
+        ) from None
     if not sequences:
         raise ValueError("`sequences` is empty; expected at least one sequence.")
     for i, s in enumerate(sequences):

@@ -18,13 +18,12 @@ What differs from AMICI's description: the p-value is ``(1 + b) / (1 + n)``
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from captum_genomics._utils.checks import check_positive_int
+from captum_genomics._utils.checks import check_positive_int, check_random_state
 from captum_genomics.stats.explained_variance import _prepare
 from captum_genomics.stats.multiple_testing import check_alpha
 
@@ -48,10 +47,8 @@ _DEFAULT_GATHER_ELEMENTS = 1 << 22
 def _check_seed(random_state: Any) -> int:
     if random_state is None:
         return int(torch.randint(0, 2**62, (1,)).item())
-    if isinstance(random_state, bool) or not isinstance(random_state, numbers.Integral):
-        raise TypeError(
-            f"`random_state` must be an int or None, got {type(random_state).__name__}.")
-    return int(random_state)
+    # torch.Generator.manual_seed takes [0, 2**64); checked here with a clear message
+    return check_random_state(random_state)
 
 
 def permutation_test(predictions: Tensor, observed: Tensor, codes: Tensor, n_groups: int,
