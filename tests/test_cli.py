@@ -145,7 +145,7 @@ def test_bad_weights_and_target(tmp_path, user_files, capsys):
     torch.save({"w": torch.zeros(1)}, other)
     err = _error(["attribute", "--model", f"{model_file}:build", "--weights", str(other),
                   "--fasta", str(fasta)], capsys)
-    assert "could not load" in err
+    assert "do not fit the model" in err
     err = _error(["attribute", "--model", f"{model_file}:build", "--fasta", str(fasta),
                   "--target", "5"], capsys)
     assert "out of range" in err

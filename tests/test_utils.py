@@ -156,7 +156,7 @@ def test_bad_weights_name_the_option(tmp_path, model_file):
         load_user_model(f"{model_file}:build", tmp_path / "none.pt")
     wrong = tmp_path / "wrong.pt"
     torch.save(nn.Linear(5, 1).state_dict(), wrong)
-    with pytest.raises(ModelSpecError, match="--cg-weights: could not load"):
+    with pytest.raises(ModelSpecError, match="--cg-weights: the weights in .* do not fit the model"):
         load_user_model(f"{model_file}:build", wrong, weights_option="--cg-weights")
 
 
@@ -198,3 +198,36 @@ def test_deeplift_multipliers_takes_any_captum_target():
     assert delta.abs().max() < 1e-10
     with pytest.raises(ValueError, match="one scalar per example"):
         deeplift_multipliers(model, x, r, target=None)
+
+
+@pytest.mark.parametrize("kind", ["whole_model", "text", "empty", "not_state", "folder",
+                                  "truncated"])
+def test_damaged_weights_files_one_plain_line(tmp_path, model_file, kind):
+    """Each damaged or foreign weights file: a ModelSpecError naming the path, no colour codes."""
+    path = tmp_path / f"{kind}.pt"
+    good = tmp_path / "good.pt"
+    torch.save(load_user_model(f"{model_file}:build").state_dict(), good)
+    if kind == "whole_model":
+        torch.save(nn.Linear(5, 1), path)
+        expected = "state_dict"
+    elif kind == "text":
+        path.write_text("hello")
+        expected = "damaged or not a PyTorch"
+    elif kind == "empty":
+        path.write_bytes(b"")
+        expected = "empty"
+    elif kind == "not_state":
+        torch.save({"epoch": 3}, path)
+        expected = "does not hold a state dict"
+    elif kind == "folder":
+        path = tmp_path
+        expected = "is a folder"
+    else:
+        data = good.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+        expected = "damaged or not a PyTorch"
+    with pytest.raises(ModelSpecError) as info:
+        load_user_model(f"{model_file}:build", path)
+    message = str(info.value)
+    assert expected in message and repr(str(path)) in message
+    assert "\x1b[" not in message and "\n" not in message

@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import pickle
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -79,21 +81,60 @@ def load_state_dict_file(model: nn.Module, weights: str | os.PathLike,
     Raises
     ------
     ModelSpecError
-        If the file is missing or its keys or shapes do not match the model.
+        If the file is missing, a folder, empty, damaged, not a PyTorch file,
+        a pickled whole model (with how to save a state dict instead), not a
+        state dict, or its keys or shapes do not match the model. Messages are
+        one plain line (no terminal colour codes).
     """
+    where = repr(os.fspath(weights))
+    if os.path.isdir(weights):
+        raise ModelSpecError(f"{option}: {where} is a folder, not a weights file.")
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
-        for key in _STATE_KEYS:
-            if isinstance(state, dict) and isinstance(state.get(key), dict):
-                state = state[key]
-        model.load_state_dict(state)
     except FileNotFoundError:
-        raise ModelSpecError(f"{option}: no such file {os.fspath(weights)!r}.") from None
+        raise ModelSpecError(f"{option}: no such file {where}.") from None
+    except pickle.UnpicklingError as err:
+        if "weights_only" in str(err) or "Weights only" in str(err):
+            raise ModelSpecError(
+                f"{option}: {where} holds pickled Python objects (a whole model saved with "
+                "`torch.save(model, ...)`?), which are not loaded because unpickling can run "
+                "code. Save the weights with `torch.save(model.state_dict(), path)` and pass "
+                "that file."
+            ) from None
+        raise ModelSpecError(f"{option}: {where} is damaged or not a PyTorch file.") from None
+    except Exception as err:
+        if os.path.getsize(weights) == 0:
+            raise ModelSpecError(f"{option}: {where} is empty (0 bytes).") from None
+        # KeyError/EOFError from torch's reader carry a byte or nothing: not worth showing
+        detail = "" if isinstance(err, (KeyError, EOFError)) else f" ({_plain(str(err))})"
+        raise ModelSpecError(
+            f"{option}: {where} is damaged or not a PyTorch weights file{detail}."
+        ) from None
+    for key in _STATE_KEYS:
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                              for v in state.values()):
+        raise ModelSpecError(
+            f"{option}: {where} does not hold a state dict (a mapping of names to tensors), "
+            f"got {type(state).__name__}. Save it with `torch.save(model.state_dict(), path)`."
+        )
+    try:
+        model.load_state_dict(state)
     except Exception as err:
         raise ModelSpecError(
-            f"{option}: could not load {os.fspath(weights)!r} into the model "
-            f"({type(err).__name__}: {err})."
-        ) from err
+            f"{option}: the weights in {where} do not fit the model "
+            f"({type(err).__name__}: {_plain(str(err))})."
+        ) from None
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _plain(text: str, limit: int = 600) -> str:
+    """``text`` without terminal colour codes, on one line, at most ``limit`` characters."""
+    text = " ".join(_ANSI.sub("", text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def load_user_model(spec: str, weights: str | os.PathLike | None = None, *,
