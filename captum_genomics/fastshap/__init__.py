@@ -12,13 +12,19 @@ The math lives in small modules, each tested against an exact computation:
 - :mod:`.explainer`, :mod:`.training`: the explainer network and its training;
 - :mod:`.fitting`: building the game (and surrogate) and the explainer for ``FastSHAP.fit``;
 - :mod:`.inference`: normalized values of a trained explainer, and efficiency gaps;
-- :mod:`.io`: saving and loading trained networks and whole ``FastSHAP`` objects.
+- :mod:`.io`: saving and loading trained networks and whole ``FastSHAP`` objects
+  (checksummed files; :class:`FastSHAPFileError` for any file that cannot be used).
 """
 
-from captum_genomics.fastshap.exact import all_coalitions, exact_shapley, exact_shapley_from_values, shapley_coefficients
+from captum_genomics.fastshap.exact import (
+    all_coalitions,
+    exact_shapley,
+    exact_shapley_from_values,
+    shapley_coefficients,
+)
 from captum_genomics.fastshap.explainer import MLPExplainer, default_hidden_width, estimate_shapley
 from captum_genomics.fastshap.games import BaselineGame, Game, MarginalGame, SurrogateGame
-from captum_genomics.fastshap.io import load_module, save_module
+from captum_genomics.fastshap.io import FastSHAPFileError, load_module, payload_sha256, save_module
 from captum_genomics.fastshap.normalization import additive_efficient_normalization, efficiency_gap
 from captum_genomics.fastshap.permutation import permutation_shapley_estimates
 from captum_genomics.fastshap.players import Players, as_players
@@ -59,4 +65,6 @@ __all__ = [
     "train_explainer",
     "save_module",
     "load_module",
+    "FastSHAPFileError",
+    "payload_sha256",
 ]

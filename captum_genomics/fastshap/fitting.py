@@ -8,6 +8,8 @@
 - :func:`build_explainer`: the :class:`~captum_genomics.fastshap.explainer.MLPExplainer`,
   with the gradient x input parametrization where it applies;
 - :func:`training_data`: the training, validation and background data as tensors;
+- :func:`source_rows`: the rows of an input read from the source (AnnData
+  layer or ``.raw``, gene order) a fitted explainer recorded;
 - :func:`check_components`: the explainer, game, players and link of a
   :class:`~captum_genomics.FastSHAP` checked against each other;
 - :func:`count_outputs`, :func:`check_game`, :func:`with_defaults`: the
@@ -16,8 +18,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -25,9 +29,16 @@ from captum_genomics.fastshap.explainer import MLPExplainer
 from captum_genomics.fastshap.games import LINKS, BaselineGame, Game, MarginalGame, SurrogateGame
 from captum_genomics.fastshap.players import Players, resolve_players
 from captum_genomics.fastshap.surrogate import MaskedSurrogate, train_surrogate
-from captum_genomics.sc.inputs import FeatureRows
+from captum_genomics.sc.inputs import (
+    FeatureRows,
+    anndata_matrix,
+    anndata_var_names,
+    is_anndata,
+    take_columns,
+)
 
-__all__ = ["check_components", "training_data", "GAMES", "DEFAULT_BACKGROUND_SIZE", "check_game", "count_outputs", "build_game",
+__all__ = ["check_components", "training_data", "source_rows", "describe_source", "GAMES",
+           "DEFAULT_BACKGROUND_SIZE", "check_game", "count_outputs", "build_game",
            "build_explainer", "with_defaults"]
 
 GAMES = ("baseline", "marginal", "surrogate")
@@ -222,9 +233,137 @@ def build_explainer(players: Players, n_outputs: int, game: Game | None,
     return explainer.to(device=device, dtype=dtype)
 
 
+def describe_source(layer: str | None, use_raw: bool) -> str:
+    """``.X``, ``.layers['name']`` or ``.raw.X``: the AnnData matrix of a source, in words."""
+    if use_raw:
+        return "`.raw.X` (use_raw=True)"
+    return "`.X`" if layer is None else f"`.layers[{layer!r}]` (layer={layer!r})"
+
+
+def _gene_order(names: list[str], expected: list[str], name: str,
+                use_raw: bool) -> np.ndarray | None:
+    """Column of ``names`` holding each gene of ``expected``; None when already in order."""
+    if names == expected:
+        return None
+    unique = len(set(names)) == len(names) and len(set(expected)) == len(expected)
+    if unique and set(names) == set(expected):
+        position = {g: i for i, g in enumerate(names)}
+        return np.array([position[g] for g in expected], dtype=np.int64)
+    have, want = set(names), set(expected)
+    missing = [g for g in expected if g not in have]
+    extra = [g for g in names if g not in want]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} of them are missing here (first: {missing[:5]})")
+    if extra:
+        parts.append(f"{len(extra)} gene(s) here were not seen at fit (first: {extra[:5]})")
+    if not parts:
+        dups = sorted({g for genes in (names, expected)
+                       for g, count in Counter(genes).items() if count > 1})
+        parts.append(f"duplicated gene names ({dups[:5]}) cannot be matched by name")
+    first = next((i for i, (a, b) in enumerate(zip(names, expected)) if a != b),
+                 min(len(names), len(expected)))
+    here = repr(names[first]) if first < len(names) else "nothing"
+    then = repr(expected[first]) if first < len(expected) else "nothing"
+    where = "`.raw.var_names`" if use_raw else "`.var_names`"
+    raise ValueError(
+        f"The genes of the AnnData `{name}` ({len(names)} in {where}) differ from the "
+        f"{len(expected)} genes the explainer was fitted on: {'; '.join(parts)}; first "
+        f"difference at position {first}: {here} here, {then} at fit. Select those genes, in "
+        "the order of the explainer's `source['var_names']`, before explaining."
+    )
+
+
+def source_rows(data: Any, source: dict[str, Any] | None, layer: str | None,
+                use_raw: bool | None, name: str
+                ) -> tuple[FeatureRows, dict[str, Any] | None, np.ndarray | None]:
+    """Rows of ``data``, read from the same source as a fitted explainer's data.
+
+    For an AnnData, ``source`` (a fitted FastSHAP's ``source`` record:
+    ``{"layer", "use_raw", "var_names", "n_features"}``) decides which matrix
+    is read when neither ``layer`` nor ``use_raw`` is given, and its genes
+    are matched by name: the same genes in another order are reordered into
+    the fitted order; other genes raise. Other containers carry no names and
+    are read as they are.
+
+    Parameters
+    ----------
+    data : Tensor, ndarray, scipy sparse matrix or AnnData
+        ``shape=(N, *feature_shape)``.
+    source : dict, optional
+        The recorded source; None: no checks (``use_raw=None`` means False).
+    layer : str, optional
+        An AnnData layer to read. Default (None, with ``use_raw=None``): the
+        source's matrix.
+    use_raw : bool, optional
+        Read ``.raw.X``. None: the source's choice (False without a source).
+    name : str
+        The argument's name, for the messages.
+
+    Returns
+    -------
+    rows : FeatureRows
+        The data, columns in the fitted gene order.
+    found : dict or None
+        For an AnnData: the source record of the data as read (``var_names``
+        in the fitted order when ``source`` is given); None otherwise.
+    order : ndarray ``(F,)`` of int64, or None
+        For a reordered AnnData: the column of ``data`` holding each fitted
+        gene (``rows`` = ``data[:, order]``); None when nothing was reordered.
+
+    Raises
+    ------
+    ValueError
+        An explicit ``layer`` / ``use_raw`` other than the source's, a source
+        matrix the AnnData lacks, genes that differ from the fitted ones
+        (naming the first differences), or any error of ``FeatureRows``.
+    """
+    if not is_anndata(data):
+        return FeatureRows(data, layer, bool(use_raw), name), None, None
+    if source is not None and layer is None and use_raw is None:
+        layer, use_raw = source["layer"], bool(source["use_raw"])
+        fitted = describe_source(layer, use_raw)
+        if use_raw and data.raw is None:
+            raise ValueError(
+                f"The explainer was fitted on {fitted} of its AnnData (its `source`), but the "
+                f"AnnData `{name}` has no `.raw`. Give `{name}` a `.raw` with the same genes, or "
+                "pass the matrix itself (no gene-name checks)."
+            )
+        if layer is not None and layer not in data.layers:
+            raise ValueError(
+                f"The explainer was fitted on {fitted} of its AnnData (its `source`), but the "
+                f"AnnData `{name}` has no layer {layer!r}; available layers: "
+                f"{sorted(data.layers.keys())}."
+            )
+    else:
+        use_raw = bool(use_raw)
+        if (source is not None and not (layer is not None and use_raw)
+                and (layer, use_raw) != (source["layer"], bool(source["use_raw"]))):
+            raise ValueError(
+                f"`layer`={layer!r}, `use_raw`={use_raw} read {describe_source(layer, use_raw)} "
+                f"of `{name}`, but the explainer was fitted on "
+                f"{describe_source(source['layer'], source['use_raw'])} of its AnnData (its "
+                "`source`): the values would be explained on another scale. Leave `layer` and "
+                "`use_raw` out to read the same matrix, or pass the matrix itself (no "
+                "gene-name checks) if another one is really meant."
+            )
+    matrix = anndata_matrix(data, layer, use_raw, name)
+    names = anndata_var_names(data, use_raw)
+    order = None
+    if source is not None:
+        order = _gene_order(names, list(source["var_names"]), name, use_raw)
+        if order is not None:
+            matrix = take_columns(matrix, order)
+            names = list(source["var_names"])
+    found = {"layer": layer, "use_raw": use_raw, "var_names": names,
+             "n_features": len(names)}
+    return FeatureRows(matrix, None, False, name), found, order
+
+
 def training_data(x_train: Any, x_val: Any, background: Any, n_features: int | None,
                   dtype: torch.dtype, device: torch.device, layer: str | None = None,
-                  use_raw: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
+                  use_raw: bool | None = False, source: dict[str, Any] | None = None,
+                  return_source: bool = False) -> tuple:
     """Training, validation (and background) data as dense tensors on the model's device.
 
     Parameters
@@ -240,7 +379,15 @@ def training_data(x_train: Any, x_val: Any, background: Any, n_features: int | N
     dtype, device
         Of the returned tensors.
     layer, use_raw
-        For AnnData data: read ``adata.layers[layer]`` or ``adata.raw.X``.
+        For AnnData data: read ``adata.layers[layer]`` or ``adata.raw.X``
+        (see :func:`source_rows`; ``use_raw=None`` follows ``source``).
+        Default None, False: ``.X``.
+    source : dict, optional
+        A fitted explainer's source record (see :func:`source_rows`). Default
+        None: the first AnnData among the data defines it, and the others
+        must have its genes (reordered by name if needed).
+    return_source : bool
+        Also return the source record. Default False.
 
     Returns
     -------
@@ -248,16 +395,22 @@ def training_data(x_train: Any, x_val: Any, background: Any, n_features: int | N
     x_val : Tensor ``(N_val, *feature_shape)``
     background : Tensor ``(M, *feature_shape)`` or None
         None when ``background`` is None.
+    source : dict or None
+        Only with ``return_source=True``: ``source`` if given, else the record
+        of the first AnnData (None when no data is an AnnData).
 
     Raises
     ------
     ValueError
         Data with a feature count different from ``n_features`` (or from
-        ``x_train``), or any error of ``FeatureRows`` (NaN, empty, bad kind).
+        ``x_train``), AnnData genes or matrices that differ from the source's,
+        or any error of ``FeatureRows`` (NaN, empty, bad kind).
     """
+    found = source
     out = []
     for data, name in ((x_train, "x_train"), (x_val, "x_val")):
-        rows = FeatureRows(data, layer, use_raw, name)
+        rows, record, _ = source_rows(data, found, layer, use_raw, name)
+        found = found if found is not None else record
         if n_features is not None and rows.n_features != n_features:
             raise ValueError(
                 f"`{name}` has {rows.n_features} features per example (shape {rows.shape}) "
@@ -271,9 +424,10 @@ def training_data(x_train: Any, x_val: Any, background: Any, n_features: int | N
         )
     bg = None
     if background is not None:
-        rows = FeatureRows(background, layer, use_raw, "background")
+        rows, record, _ = source_rows(background, found, layer, use_raw, "background")
+        found = found if found is not None else record
         bg = rows.rows(0, rows.n, dtype).to(device)
-    return out[0], out[1], bg
+    return (out[0], out[1], bg, found) if return_source else (out[0], out[1], bg)
 
 
 def check_components(explainer: Any, game: Any, players: Any,

@@ -16,8 +16,16 @@ from typing import Any, Callable, Literal, Sequence, overload
 import torch
 from torch import Tensor, nn
 
-from captum_genomics._utils.captum import PerturbationAttribution, format_additional_forward_args, log_usage
-from captum_genomics._utils.checks import check_eval_mode, check_positive_int
+from captum_genomics._utils.captum import (
+    PerturbationAttribution,
+    format_additional_forward_args,
+    log_usage,
+)
+from captum_genomics._utils.checks import (
+    check_eval_mode,
+    check_positive_int,
+    check_random_state,
+)
 from captum_genomics._utils.deprecation import MISSING, renamed_training_keywords
 from captum_genomics._utils.devices import module_device, module_dtype
 from captum_genomics._utils.grad_mode import autograd_enabled, autograd_tensors
@@ -30,6 +38,7 @@ from captum_genomics.fastshap.fitting import (
     check_components,
     check_game,
     count_outputs,
+    source_rows,
     training_data,
     with_defaults,
 )
@@ -37,10 +46,11 @@ from captum_genomics.fastshap.games import BaselineGame, Game
 from captum_genomics.fastshap.inference import feature_efficiency_gap, player_values
 from captum_genomics.fastshap.io import FASTSHAP_FORMAT as FORMAT  # noqa: F401
 from captum_genomics.fastshap.io import FASTSHAP_VERSION as VERSION  # noqa: F401
-from captum_genomics.fastshap.io import read_fastshap, save_fastshap
+from captum_genomics.fastshap.io import FastSHAPFileError, read_fastshap, save_fastshap
+from captum_genomics.fastshap.io import _text
+from captum_genomics.fastshap.io import _where as file_name
 from captum_genomics.fastshap.players import resolve_players
 from captum_genomics.fastshap.training import train_explainer
-from captum_genomics.sc.inputs import FeatureRows
 
 __all__ = ["FastSHAP"]
 # FORMAT, VERSION (the tag of FastSHAP.save's files), GAMES and
@@ -130,6 +140,14 @@ class FastSHAP(PerturbationAttribution):
         ``{"explainer": {...}}`` and, for a surrogate game fitted by
         :meth:`fit`, ``{"surrogate": {...}}`` (see
         :func:`~captum_genomics.fastshap.training.train_explainer`).
+    source : dict or None
+        Where the explainer's training data came from, when they were an
+        AnnData (set by :meth:`fit` / :meth:`fit_explainer`, kept by
+        :meth:`save` / :meth:`load`): ``{"layer": str or None, "use_raw":
+        bool, "var_names": [F gene names, in feature order], "n_features": F}``.
+        :meth:`attribute` then reads an AnnData from the same matrix and
+        matches its genes by name (see there). None for tensor, array and
+        sparse data (no names; nothing is checked).
 
     Raises
     ------
@@ -155,6 +173,7 @@ class FastSHAP(PerturbationAttribution):
         self.trained = bool(trained)
         self.mask_null_players = bool(mask_null_players)
         self.history: dict[str, dict] = {}
+        self.source: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -243,7 +262,11 @@ class FastSHAP(PerturbationAttribution):
             Show tqdm bars over epochs. Default False.
         layer, use_raw
             For AnnData data: read ``adata.layers[layer]`` or ``adata.raw.X``
-            instead of ``adata.X`` (all three data arguments).
+            instead of ``adata.X`` (all three data arguments). The matrix
+            and its gene names (``var_names``, of ``.raw`` with ``use_raw``)
+            are recorded in ``source``; AnnData ``x_val`` / ``background``
+            must have ``x_train``'s genes (another order is matched by name).
+            Default None, False: ``adata.X``.
         seed, progress_bar
             Deprecated spellings of ``random_state`` and ``show_progress``,
             kept for one release (``DeprecationWarning``).
@@ -251,7 +274,8 @@ class FastSHAP(PerturbationAttribution):
         Returns
         -------
         FastSHAP
-            Trained (``trained=True``), with ``history`` filled.
+            Trained (``trained=True``), with ``history`` and, for AnnData
+            data, ``source`` filled.
 
         Raises
         ------
@@ -264,14 +288,15 @@ class FastSHAP(PerturbationAttribution):
         """
         random_state, show_progress = renamed_training_keywords(
             "FastSHAP.fit", seed, random_state, progress_bar, show_progress)
+        random_state = check_random_state(random_state)
         check_eval_mode(model, "model")
         check_game(game, background)
         # training needs autograd, also inside the caller's no_grad / inference_mode
         with autograd_enabled():
             device = module_device(model, torch.device("cpu"))
             dtype = module_dtype(model, torch.get_default_dtype())
-            xtr, xva, bg = training_data(x_train, x_val, background, None, dtype, device, layer,
-                                         use_raw)
+            xtr, xva, bg, source = training_data(x_train, x_val, background, None, dtype, device,
+                                                 layer, bool(use_raw), return_source=True)
             xtr, xva, bg = autograd_tensors((xtr, xva, bg))
             players = resolve_players(players, xtr[0].numel(), tuple(xtr.shape[1:]))
             n_out = count_outputs(model, xtr)
@@ -285,10 +310,11 @@ class FastSHAP(PerturbationAttribution):
             fs.history.update(history)
             fs.fit_explainer(xtr, xva, **with_defaults(train_kwargs, random_state=random_state,
                                                        show_progress=show_progress))
+            fs.source = source
             return fs
 
     def fit_explainer(self, x_train: Any, x_val: Any, layer: str | None = None,
-                      use_raw: bool = False, **train_kwargs: Any) -> dict:
+                      use_raw: bool | None = None, **train_kwargs: Any) -> dict:
         """Train ``self.explainer`` in place on ``self.game`` and mark it trained.
 
         Parameters
@@ -297,7 +323,10 @@ class FastSHAP(PerturbationAttribution):
             ``shape=(N, *feature_shape)``; densified, moved to the explainer's
             device and cast to its dtype.
         layer, use_raw
-            For AnnData data, as in :meth:`attribute`.
+            For AnnData data, as in :meth:`attribute`: with a recorded
+            ``source`` its matrix and gene order are used (and checked);
+            without one, the AnnData's matrix (``.X`` by default) and genes
+            are recorded as ``source`` once training succeeds.
         **train_kwargs
             Arguments of :func:`~captum_genomics.fastshap.training.train_explainer`
             (``random_state`` defaults to 0 there).
@@ -306,11 +335,20 @@ class FastSHAP(PerturbationAttribution):
         -------
         dict
             The training history, also stored as ``self.history["explainer"]``.
+
+        Raises
+        ------
+        ValueError
+            Data with another feature count than the explainer's, an AnnData
+            matrix other than the recorded ``source``'s, AnnData genes that
+            differ from it (or, without a source, between ``x_train`` and
+            ``x_val``), or invalid training arguments. Nothing is changed then.
         """
-        *data, _ = training_data(x_train, x_val, None, self.n_features,
-                                 module_dtype(self.explainer, torch.get_default_dtype()),
-                                 module_device(self.explainer, torch.device("cpu")), layer,
-                                 use_raw)
+        *data, _, source = training_data(
+            x_train, x_val, None, self.n_features,
+            module_dtype(self.explainer, torch.get_default_dtype()),
+            module_device(self.explainer, torch.device("cpu")), layer, use_raw,
+            source=self.source, return_source=True)
         train_kwargs.setdefault("mask_null_players", self.mask_null_players)
         with autograd_enabled():  # also inside the caller's no_grad / inference_mode
             history = train_explainer(self.explainer, self.game, *autograd_tensors(data[:2]),
@@ -318,19 +356,21 @@ class FastSHAP(PerturbationAttribution):
         self.mask_null_players = bool(train_kwargs["mask_null_players"])
         self.history["explainer"] = history
         self.trained = True
+        if self.source is None:
+            self.source = source
         return history
 
     # ------------------------------------------------------------------ attribution
     @overload
     def attribute(self, inputs: Any, target: Any = ..., additional_forward_args: Any = ...,
                   return_convergence_delta: Literal[False] = ..., batch_size: int | None = ...,
-                  targets: Any = ..., layer: str | None = ..., use_raw: bool = ...,
+                  targets: Any = ..., layer: str | None = ..., use_raw: bool | None = ...,
                   return_player_values: bool = ...) -> Any: ...
 
     @overload
     def attribute(self, inputs: Any, target: Any = ..., additional_forward_args: Any = ...,
                   *, return_convergence_delta: Literal[True], batch_size: int | None = ...,
-                  targets: Any = ..., layer: str | None = ..., use_raw: bool = ...,
+                  targets: Any = ..., layer: str | None = ..., use_raw: bool | None = ...,
                   return_player_values: bool = ...) -> tuple[Any, Tensor]: ...
 
     @log_usage()
@@ -343,7 +383,7 @@ class FastSHAP(PerturbationAttribution):
         batch_size: int | None = None,
         targets: Sequence[Any] | Literal["all"] | None = None,
         layer: str | None = None,
-        use_raw: bool = False,
+        use_raw: bool | None = None,
         return_player_values: bool = False,
     ):
         r"""FastSHAP attributions of the selected output(s).
@@ -363,6 +403,17 @@ class FastSHAP(PerturbationAttribution):
             numpy array, a scipy sparse matrix ``(N, F)`` (densified one batch
             at a time) or an AnnData (``.X`` by default; see ``layer``,
             ``use_raw``) works too. Integer data are cast to float.
+
+            **AnnData and the fitted source.** When the explainer was fitted
+            on an AnnData (``source`` is set), an AnnData is read from the
+            same matrix (layer, ``.raw`` or ``.X``) unless ``layer`` /
+            ``use_raw`` are given, and its genes are matched by name: the
+            same genes in another order are reordered into the fitted order
+            for the explainer, and the attributions come back in the
+            AnnData's own order (column ``j`` is ``var_names[j]``), equal to
+            those of the correctly ordered AnnData. Other genes raise. Pass
+            the matrix itself (e.g. ``adata.layers["x"]``) to skip these
+            checks.
         target : int, Tensor ``(N,)``, list of N ints, or None
             Captum's ``target``: the output explained. An int selects
             ``output[:, target]`` (negative ints count from the end), a tensor
@@ -387,8 +438,11 @@ class FastSHAP(PerturbationAttribution):
             all from the same explainer pass. Exclusive with ``target``.
         layer : str, optional
             For AnnData inputs: use ``inputs.layers[layer]``. Default None.
-        use_raw : bool
-            For AnnData inputs: use ``inputs.raw.X``. Default False.
+        use_raw : bool, optional
+            For AnnData inputs: use ``inputs.raw.X``. Default None: the
+            fitted ``source``'s matrix (``.X`` when there is none). An
+            explicit ``layer`` / ``use_raw`` that reads another matrix than
+            the fitted one raises.
         return_player_values : bool
             Return the player values ``(N, d)`` (``(N, d, T)`` with
             ``targets="all"``) instead of expanding them onto the features.
@@ -426,7 +480,10 @@ class FastSHAP(PerturbationAttribution):
             in inputs, an empty batch, a target out of range (or None for a
             multi-output model), ``additional_forward_args``, a model or
             explainer in training mode, a model whose output count differs
-            from the explainer's, ``layer`` / ``use_raw`` without an AnnData.
+            from the explainer's, ``layer`` / ``use_raw`` without an AnnData,
+            an AnnData matrix other than the fitted ``source``'s, or AnnData
+            genes that differ from the fitted ones (the first differences are
+            named).
         RuntimeError
             If the explainer has not been trained (see ``trained``).
         TypeError
@@ -440,7 +497,7 @@ class FastSHAP(PerturbationAttribution):
                 "values. Wrap the model, e.g. `lambda x: model(x, *args)`, and fit on that."
             )
         was_tuple = isinstance(inputs, tuple)
-        rows = self._input_rows(inputs, layer, use_raw)
+        rows, order = self._input_rows(inputs, layer, use_raw)
         n = rows.n
         specs = resolve_output_targets(target, targets, n, self.n_outputs)
         step = n if batch_size is None else check_positive_int(batch_size, "batch_size")
@@ -459,7 +516,10 @@ class FastSHAP(PerturbationAttribution):
             out_device = rows.data.device
         else:
             out_dtype, out_device = phi.dtype, phi.device
-        pof = self.players.player_of_feature.to(phi.device)
+        pof = self.players.player_of_feature
+        if order is not None:  # an AnnData in another gene order: back to its order
+            pof = pof[torch.as_tensor(order).argsort()]
+        pof = pof.to(phi.device)
         results = []
         for spec in specs:
             values = select_outputs(phi, spec)  # (N, d) or (N, d, T)
@@ -493,8 +553,13 @@ class FastSHAP(PerturbationAttribution):
         if game_model is not None and game_model is not self.forward_func:
             check_eval_mode(game_model, "game.model")
 
-    def _input_rows(self, inputs: Any, layer: str | None, use_raw: bool) -> FeatureRows:
-        """``inputs`` (or a one-tensor tuple of it) as rows, checked against the explainer."""
+    def _input_rows(self, inputs: Any, layer: str | None, use_raw: bool | None) -> tuple:
+        """``inputs`` (or a one-tensor tuple of it) as rows, checked against the explainer.
+
+        Returns the rows (in the fitted gene order) and, for an AnnData whose
+        genes were reordered, the column of ``inputs`` of each fitted gene
+        (else None); see :func:`~captum_genomics.fastshap.fitting.source_rows`.
+        """
         if isinstance(inputs, tuple):
             if len(inputs) != 1:
                 raise ValueError(
@@ -502,17 +567,18 @@ class FastSHAP(PerturbationAttribution):
                     f"got {len(inputs)}."
                 )
             inputs = inputs[0]
-        rows = FeatureRows(inputs, layer, use_raw, "inputs")
+        rows, _, order = source_rows(inputs, self.source, layer, use_raw, "inputs")
         if rows.n_features != self.n_features:
             raise ValueError(
                 f"`inputs` has {rows.n_features} features per example (shape {rows.shape}) but "
                 f"the explainer expects {self.n_features}."
             )
-        return rows
+        return rows, order
 
     def compute_convergence_delta(self, attributions: Tensor | tuple[Tensor], inputs: Any,
                                   target: Any = None, additional_forward_args: Any = None,
-                                  layer: str | None = None, use_raw: bool = False) -> Tensor:
+                                  layer: str | None = None,
+                                  use_raw: bool | None = None) -> Tensor:
         r"""Efficiency gap of feature-shaped attributions against the model's own game.
 
         Parameters
@@ -528,7 +594,9 @@ class FastSHAP(PerturbationAttribution):
         additional_forward_args
             Only None, as in :meth:`attribute`.
         layer, use_raw
-            For AnnData inputs, as in :meth:`attribute`.
+            For AnnData inputs, as in :meth:`attribute` (attributions of a
+            reordered AnnData are in its own gene order, as :meth:`attribute`
+            returns them).
 
         Returns
         -------
@@ -541,26 +609,34 @@ class FastSHAP(PerturbationAttribution):
             raise ValueError("`additional_forward_args` is not supported by FastSHAP.")
         if isinstance(attributions, tuple):
             attributions = attributions[0]
-        rows = self._input_rows(inputs, layer, use_raw)
+        rows, order = self._input_rows(inputs, layer, use_raw)
+        if order is not None and attributions.ndim >= 2:
+            attributions = attributions.index_select(
+                1, torch.as_tensor(order, device=attributions.device))
         return feature_efficiency_gap(attributions, rows, self.players, self.model_game,
                                       self.n_outputs, target,
                                       module_dtype(self.explainer, torch.get_default_dtype()))
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
         """Write the explainer, its game and settings to one file.
 
         A plain dictionary (layout in :mod:`captum_genomics.fastshap.io`),
         read back with ``torch.load(weights_only=True)`` (no pickled code):
         the networks' weights and configs, the players, link, baseline,
-        ``trained`` flag, history and the game's own data. The model itself is
-        not saved; pass it to :meth:`load`.
+        ``trained`` flag, history, the game's own data and ``source``, with a
+        SHA-256 checksum of all of it that :meth:`load` verifies. The model
+        itself is not saved; pass it to :meth:`load`.
 
         Parameters
         ----------
-        path
-            Destination file (conventionally ``.pt``); overwritten
-            atomically (written beside it, then moved into place).
+        path : str or os.PathLike, or a writable binary file object
+            Destination file (conventionally ``.pt``), written atomically
+            (beside it, flushed, then moved into place): a failed write (e.g.
+            a full disk) leaves an existing file as it was.
+        overwrite : bool
+            Replace an existing file at ``path``. Default False: an existing
+            file raises ``FileExistsError`` and is left as it is.
 
         Raises
         ------
@@ -568,41 +644,64 @@ class FastSHAP(PerturbationAttribution):
             If the explainer is not an ``MLPExplainer``, the game is not a
             ``BaselineGame``, ``MarginalGame`` or a ``SurrogateGame`` of a
             ``MaskedSurrogate``.
+        FileExistsError
+            If ``path`` exists and ``overwrite`` is False.
+        OSError, RuntimeError
+            If writing fails (e.g. a full disk): an existing file at ``path``
+            is left unchanged and no temporary file remains.
         """
-        save_fastshap(self, path)
+        save_fastshap(self, path, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike, model: Callable,
              map_location: str | torch.device | None = None) -> "FastSHAP":
         """Read a file written by :meth:`save` and attach it to ``model``.
 
+        Files of format version 2 (this release) are verified against their
+        checksum; version 1 files (earlier releases: no checksum, no
+        ``source``) are read as they are.
+
         Parameters
         ----------
-        path
+        path : str or os.PathLike, or a readable binary file object
             The file.
-        model
+        model : callable or torch.nn.Module
             The model the explainer was trained for (not stored in the file);
             the game is rebuilt around it.
-        map_location
+        map_location : str or torch.device, optional
             Device of the explainer and surrogate. Default None: the model's
             device (CPU for a callable without parameters).
 
         Returns
         -------
         FastSHAP
-            With the saved ``trained`` flag and ``history``; networks in eval
-            mode, in their saved dtype.
+            With the saved ``trained`` flag, ``history`` and ``source``;
+            networks in eval mode, in their saved dtype.
 
         Raises
         ------
-        ValueError
-            If the file is not a FastSHAP file, is of a newer version, or holds
-            invalid modules.
+        FastSHAPFileError
+            (a ``ValueError``, from :mod:`captum_genomics.fastshap`) If the
+            file cannot be used, whatever the reason: empty, truncated or
+            otherwise damaged, not a file of ``torch.save``, a torch file
+            that is not a FastSHAP file, a checksum that does not match (a
+            flipped byte, an edited class, dtype or setting), inconsistent
+            contents, or written by a newer version. The message names the
+            file and the reason.
+        FileNotFoundError, IsADirectoryError
+            If ``path`` does not exist or is a directory (naming it).
         """
         arguments = read_fastshap(path, model, map_location)
         history = arguments.pop("history")
-        fs = cls(model, **arguments)
+        source = arguments.pop("source")
+        try:
+            fs = cls(model, **arguments)
+        except (TypeError, ValueError) as err:  # file contents that do not fit together
+            raise FastSHAPFileError(
+                f"{file_name(path)!r} is damaged or not a valid FastSHAP file: its parts do not "
+                f"fit together ({_text(err)}).") from err
         fs.history = history
+        fs.source = source
         return fs
 
     def __repr__(self) -> str:

@@ -15,7 +15,8 @@ from torch import Tensor
 
 from captum_genomics._utils.checks import check_finite
 
-__all__ = ["FeatureRows", "anndata_matrix", "is_anndata", "is_scipy_sparse"]
+__all__ = ["FeatureRows", "anndata_matrix", "anndata_var_names", "take_columns", "is_anndata",
+           "is_scipy_sparse"]
 
 
 def is_anndata(x: Any) -> bool:
@@ -55,6 +56,31 @@ def anndata_matrix(adata: Any, layer: str | None, use_raw: bool, name: str) -> A
     if adata.X is None:
         raise ValueError(f"The AnnData `{name}` has no `.X`; pass `layer=` or `use_raw=True`.")
     return adata.X
+
+
+def anndata_var_names(adata: Any, use_raw: bool) -> list[str]:
+    """The gene names of the matrix :func:`anndata_matrix` reads, as strings.
+
+    ``adata.raw.var_names`` with ``use_raw=True``, else ``adata.var_names``
+    (layers share ``.X``'s genes).
+    """
+    names = adata.raw.var_names if use_raw else adata.var_names
+    return [str(v) for v in names]
+
+
+def take_columns(matrix: Any, columns: Any) -> Any:
+    """Columns ``columns`` (int indices, in that order) of a 2-D matrix, same kind of container.
+
+    A scipy sparse matrix stays sparse (CSR), a tensor stays a tensor; anything
+    else becomes a C-contiguous numpy array (as the rows of a C-ordered matrix
+    are, so that the same values give the same bits downstream).
+    """
+    if isinstance(matrix, Tensor):
+        return matrix.index_select(1, torch.as_tensor(columns, dtype=torch.long,
+                                                      device=matrix.device))
+    if is_scipy_sparse(matrix):
+        return matrix.tocsr()[:, columns]
+    return np.ascontiguousarray(np.asarray(matrix)[:, columns])
 
 
 class FeatureRows:

@@ -223,7 +223,7 @@ def run_fastshap_on_data(
     np.savez_compressed(out_dir / "attributions.npz", attributions=attr_np.astype(np.float32),
                         cells=te, target=explained, labels=y_te, predicted=pred,
                         delta=delta.double().numpy(), genes=np.array(genes))
-    fs.save(out_dir / "fastshap.pt")
+    fs.save(out_dir / "fastshap.pt", overwrite=True)
 
     gene_set = set(genes)
     per_class = {}
