@@ -19,8 +19,10 @@ __version__ = "0.1.0.dev0"
 _EXPORTS = {
     "ShuffleDeepLiftShap": "captum_genomics.methods",
     "ConvergenceDeltaWarning": "captum_genomics.methods",
+    "UninformativeReferencesWarning": "captum_genomics.methods",
     "FastSHAP": "captum_genomics.methods",
     "HeadAblationExplainedVariance": "captum_genomics.methods",
+    "HeadAblationClassifierEffect": "captum_genomics.methods",
     "HeadAdapterRegistry": "captum_genomics.heads",
     "default_head_adapters": "captum_genomics.heads",
     "MultiheadAttentionAdapter": "captum_genomics.heads",
@@ -75,6 +77,8 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from captum_genomics.methods import (  # noqa: F401
         ConvergenceDeltaWarning,
         FastSHAP,
+        HeadAblationClassifierEffect,
         HeadAblationExplainedVariance,
         ShuffleDeepLiftShap,
+        UninformativeReferencesWarning,
     )

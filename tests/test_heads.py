@@ -390,7 +390,7 @@ def test_registry_is_immutable_and_walks_the_mro():
         pass
 
     reg = default_head_adapters()
-    assert nn.MultiheadAttention in reg and len(reg) == 1
+    assert nn.MultiheadAttention in reg and nn.TransformerEncoderLayer in reg and len(reg) == 2
     adapter = reg.adapter_for(MyMHA(4, 2), "x")
     assert isinstance(adapter, MultiheadAttentionAdapter) and adapter.n_heads == 2
 

@@ -1,14 +1,16 @@
 """Head adapters for attention modules, and batched head ablation.
 
 * :mod:`.adapters`: :class:`HeadAdapter` and the built-in adapters
-  (``torch.nn.MultiheadAttention``, modules with a head axis, out-projections
-  called as modules), :func:`per_head_outputs`.
+  (``torch.nn.MultiheadAttention``, ``torch.nn.TransformerEncoderLayer``,
+  modules with a head axis, out-projections called as modules),
+  :func:`per_head_outputs`.
 * :mod:`.registry`: :class:`HeadAdapterRegistry` (immutable, extensible with
   ``with_adapter``), :func:`default_head_adapters`.
 * :mod:`.ablation`: :func:`ablated_forward`, all ablation variants of a model
   as (variant, example) rows in a few batched passes.
 * :mod:`.result`: :class:`HeadAblationResult`, the tables of a head-ablation
-  explained-variance run.
+  explained-variance run; :class:`HeadAblationClassifierResult`, those of a
+  classifier's head-ablation effects.
 """
 
 from captum_genomics.heads.ablation import (
@@ -26,6 +28,7 @@ from captum_genomics.heads.adapters import (
     HeadAxisAdapter,
     MultiheadAttentionAdapter,
     OutputProjectionAdapter,
+    TransformerEncoderLayerAdapter,
     UnsupportedAttentionError,
     per_head_outputs,
 )
@@ -34,11 +37,15 @@ from captum_genomics.heads.registry import (
     HeadAdapterRegistry,
     default_head_adapters,
 )
-from captum_genomics.heads.result import HeadAblationResult
+from captum_genomics.heads.result import (
+    HeadAblationClassifierResult,
+    HeadAblationResult,
+)
 
 __all__ = [
     "HeadAdapter",
     "MultiheadAttentionAdapter",
+    "TransformerEncoderLayerAdapter",
     "HeadAxisAdapter",
     "OutputProjectionAdapter",
     "UnsupportedAttentionError",
@@ -55,4 +62,5 @@ __all__ = [
     "DEFAULT_CHUNK_BYTES",
     "default_batch_size",
     "HeadAblationResult",
+    "HeadAblationClassifierResult",
 ]

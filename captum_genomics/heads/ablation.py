@@ -14,7 +14,18 @@ recording hooks; the mean is over the reference rows, the batch axis, only).
 
 ``include_full=True`` adds the unablated model to the same loop: its chunks of
 examples run first, before the hooks are installed, so its output is bit for
-bit that of a plain chunked forward.
+bit that of a plain chunked forward (with PyTorch's fused attention path off,
+as for the variants).
+
+Fused attention: in eval mode without gradients PyTorch may run
+``nn.TransformerEncoderLayer`` as one fused kernel that never calls its
+``self_attn`` module (and ``nn.MultiheadAttention`` as a fused kernel with
+different rounding). Every pass here, reference and unablated passes included,
+runs inside :func:`~captum_genomics.deeplift.engine.fused_attention_disabled`,
+which switches ``torch.backends.mha``'s fast path off and restores the
+user's setting afterwards, also after an error. So the hooks always fire and
+the unablated and ablated rows take the same kernels: differences between
+them are the ablation's, not those of a fused kernel's rounding.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ from torch import Tensor, nn
 from captum_genomics._utils.batching import as_forward_args, as_input_tuple, index_examples
 from captum_genomics._utils.checks import check_eval_mode, check_positive_int
 from captum_genomics._utils.deprecation import MISSING, renamed_keyword
+from captum_genomics.deeplift.engine import fused_attention_disabled
 from captum_genomics.heads.adapters import HeadAdapter
 
 __all__ = [
@@ -187,7 +199,8 @@ def reference_means(model: Any, adapters: Sequence[HeadAdapter], reference_input
                     ) -> list[Tensor]:
     """Each adapter's heads averaged over a reference set (no ablation).
 
-    One pass over ``reference_inputs`` (chunked) with recording hooks.
+    One pass over ``reference_inputs`` (chunked) with recording hooks, with
+    PyTorch's fused attention path off (restored afterwards).
 
     Parameters
     ----------
@@ -244,7 +257,7 @@ def reference_means(model: Any, adapters: Sequence[HeadAdapter], reference_input
     try:
         for i, a in enumerate(adapters):
             handles.extend(a.attach(recorder(i)))
-        with torch.no_grad():
+        with torch.no_grad(), fused_attention_disabled():
             for lo in range(0, r, batch_size):
                 index = torch.arange(lo, min(lo + batch_size, r))
                 model(*index_examples(refs, index), *index_examples(args, index))
@@ -279,7 +292,8 @@ def ablated_forward(model: Any, adapters: Sequence[HeadAdapter], keep: Sequence[
     With ``include_full=True`` the same loop first runs the unablated model
     on the examples, in chunks of ``batch_size`` examples, before any hook is
     installed (the model's own operations, bit for bit a plain chunked
-    forward), and returns it as one more variant, the last.
+    forward with the fused attention path off), and returns it as one more
+    variant, the last.
 
     Parameters
     ----------
@@ -416,7 +430,7 @@ def ablated_forward(model: Any, adapters: Sequence[HeadAdapter], keep: Sequence[
     attached = False
     keep = [k.detach() for k in keep]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), fused_attention_disabled():
             for lo, hi, ablate in chunks:
                 rows = torch.arange(lo, hi)
                 if ablate:

@@ -9,7 +9,7 @@ the module's computation. Head ablation (:func:`~captum_genomics.heads.ablated_f
 is one such transform: it replaces the ablated heads' slices by zeros or by
 their mean over a reference set.
 
-Three adapters ship:
+Four adapters ship:
 
 * :class:`MultiheadAttentionAdapter`: ``torch.nn.MultiheadAttention``. Its
   ``out_proj`` is never called as a module (``F.multi_head_attention_forward``
@@ -17,6 +17,11 @@ Three adapters ship:
   head's attention output exactly from the module's parameters
   (:func:`per_head_outputs` gives the per-head contributions) in a forward
   hook and replaces the module's output.
+* :class:`TransformerEncoderLayerAdapter`: ``torch.nn.TransformerEncoderLayer``,
+  through its ``self_attn`` (a :class:`MultiheadAttentionAdapter` on it), with
+  PyTorch's fused encoder-layer inference path switched off while the layer
+  runs, so that ``self_attn`` is called as a module. Its heads are labelled by
+  the module path of ``self_attn`` (``"encoder.layers.0.self_attn"``).
 * :class:`HeadAxisAdapter`: any module whose output already has a head axis,
   e.g. attention patterns ``(B, H, L, S)`` or per-head outputs ``(B, H, L, d)``.
 * :class:`OutputProjectionAdapter`: an out-projection (``nn.Linear``) called
@@ -44,6 +49,7 @@ __all__ = [
     "UnsupportedAttentionError",
     "HeadAdapter",
     "MultiheadAttentionAdapter",
+    "TransformerEncoderLayerAdapter",
     "HeadAxisAdapter",
     "OutputProjectionAdapter",
     "per_head_outputs",
@@ -399,6 +405,98 @@ class MultiheadAttentionAdapter(HeadAdapter):
             return out
 
         return [mha.register_forward_hook(hook, with_kwargs=True)]
+
+
+# ----------------------------------------------------------------------------- encoder layer
+class TransformerEncoderLayerAdapter(HeadAdapter):
+    """Adapter for ``torch.nn.TransformerEncoderLayer``: the heads of its ``self_attn``.
+
+    The layer's self-attention is an ``nn.MultiheadAttention``; this adapter
+    is a :class:`MultiheadAttentionAdapter` on it, named by its module path:
+    for the layer ``"encoder.layers.0"`` the adapter's ``name`` (the label of
+    its heads in every result) is ``"encoder.layers.0.self_attn"``, never the
+    class name. ``module`` is the ``self_attn`` module itself, so naming both
+    the layer and its ``self_attn`` is caught as the same layer twice.
+
+    In eval mode without gradients PyTorch may run the whole layer as one fused
+    kernel (``torch._transformer_encoder_layer_fwd``, when
+    ``torch.backends.mha.get_fastpath_enabled()``), which never calls
+    ``self_attn`` as a module, so no hook on it would fire. While attached, a
+    forward pre-hook on the layer switches that fast path off for the layer's
+    call and a forward hook (``always_call=True``, so also after an error)
+    restores the previous setting. :func:`~captum_genomics.heads.ablated_forward`
+    in addition runs every pass, the unablated model's included, with the fast
+    path off (:func:`~captum_genomics.deeplift.engine.fused_attention_disabled`),
+    so the unablated and ablated rows take the same kernels.
+
+    Parameters
+    ----------
+    module : torch.nn.TransformerEncoderLayer
+    name : str
+        The layer's dotted name in ``model.named_modules()`` (e.g.
+        ``"encoder.layers.0"``); ``".self_attn"`` is appended.
+
+    Attributes
+    ----------
+    layer : torch.nn.TransformerEncoderLayer
+    module : torch.nn.MultiheadAttention
+        ``layer.self_attn``.
+    name : str
+        ``name + ".self_attn"`` (``"self_attn"`` for an empty ``name``).
+    n_heads : int
+        ``layer.self_attn.num_heads``.
+
+    Raises
+    ------
+    UnsupportedAttentionError
+        If ``module`` is not a ``torch.nn.TransformerEncoderLayer`` or its
+        ``self_attn`` is not a ``torch.nn.MultiheadAttention``.
+    """
+
+    def __init__(self, module: nn.Module, name: str, **options: Any) -> None:
+        super().__init__(module, name, **options)
+        if not isinstance(module, nn.TransformerEncoderLayer):
+            raise UnsupportedAttentionError(
+                f"TransformerEncoderLayerAdapter: layer {name!r} is a {type(module).__name__}, "
+                "not a torch.nn.TransformerEncoderLayer."
+            )
+        attn = getattr(module, "self_attn", None)
+        if not isinstance(attn, nn.MultiheadAttention):
+            raise UnsupportedAttentionError(
+                f"TransformerEncoderLayerAdapter: layer {name!r} has a `self_attn` of type "
+                f"{type(attn).__name__}, not a torch.nn.MultiheadAttention."
+            )
+        self.layer = module
+        self.name = f"{name}.self_attn" if name else "self_attn"
+        self.module = attn
+        self._attention = MultiheadAttentionAdapter(attn, self.name)
+        self.n_heads = self._attention.n_heads
+
+    def check(self) -> None:
+        """Raise ``ValueError`` if ``self_attn`` would apply attention dropout (training mode)."""
+        self._attention.check()
+
+    def attach(self, transform: Transform) -> list[RemovableHandle]:
+        saved: list[bool] = []
+        mha = torch.backends.mha
+
+        def before(module: nn.Module, args: tuple) -> None:
+            saved.append(mha.get_fastpath_enabled())
+            mha.set_fastpath_enabled(False)
+
+        def after(module: nn.Module, args: tuple, output: Any) -> None:
+            if saved:
+                mha.set_fastpath_enabled(saved.pop())
+
+        handles = [self.layer.register_forward_pre_hook(before)]
+        try:
+            handles.append(self.layer.register_forward_hook(after, always_call=True))
+            handles.extend(self._attention.attach(transform))
+        except BaseException:
+            for h in handles:
+                h.remove()
+            raise
+        return handles
 
 
 # ----------------------------------------------------------------------------- head axis

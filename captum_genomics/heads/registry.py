@@ -9,9 +9,11 @@ so registering an adapter for your own module never changes global state::
     registry = default_head_adapters().with_adapter(
         MyAttention, partial(HeadAxisAdapter, n_heads=8))
 
-:func:`default_head_adapters` knows ``torch.nn.MultiheadAttention`` only;
-modules with a head axis or out-projections called as modules are too
-generic to recognise by type, so they are chosen explicitly, per layer
+:func:`default_head_adapters` knows ``torch.nn.MultiheadAttention`` and
+``torch.nn.TransformerEncoderLayer`` (its ``self_attn``, labelled
+``"<layer path>.self_attn"``); modules with a head axis or out-projections
+called as modules are too generic to recognise by type, so they are chosen
+explicitly, per layer
 (``layers={"blocks.0.attn.proj": partial(OutputProjectionAdapter, n_heads=4)}``
 in :class:`~captum_genomics.methods.HeadAblationExplainedVariance`) or per
 type through :meth:`~HeadAdapterRegistry.with_adapter`.
@@ -24,7 +26,12 @@ from typing import Any, Callable, Iterator, Mapping
 
 from torch import nn
 
-from captum_genomics.heads.adapters import HeadAdapter, MultiheadAttentionAdapter, UnsupportedAttentionError
+from captum_genomics.heads.adapters import (
+    HeadAdapter,
+    MultiheadAttentionAdapter,
+    TransformerEncoderLayerAdapter,
+    UnsupportedAttentionError,
+)
 
 __all__ = ["AdapterFactory", "HeadAdapterRegistry", "default_head_adapters"]
 
@@ -156,11 +163,16 @@ def _check_entry(module_type: Any, factory: Any) -> None:
 
 
 def default_head_adapters() -> HeadAdapterRegistry:
-    """The built-in registry: ``torch.nn.MultiheadAttention`` -> :class:`MultiheadAttentionAdapter`.
+    """The built-in registry of attention modules and their head adapters.
+
+    ``torch.nn.MultiheadAttention`` -> :class:`MultiheadAttentionAdapter`;
+    ``torch.nn.TransformerEncoderLayer`` -> :class:`TransformerEncoderLayerAdapter`
+    (the heads of its ``self_attn``, named ``"<layer path>.self_attn"``).
 
     Returns
     -------
     HeadAdapterRegistry
         A fresh (immutable) registry; extend it with ``with_adapter``.
     """
-    return HeadAdapterRegistry({nn.MultiheadAttention: MultiheadAttentionAdapter})
+    return HeadAdapterRegistry({nn.MultiheadAttention: MultiheadAttentionAdapter,
+                                nn.TransformerEncoderLayer: TransformerEncoderLayerAdapter})

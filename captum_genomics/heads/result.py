@@ -8,6 +8,13 @@ computes (AMICI's head-ablation explained variance, Hong et al. 2025): per
 permutation p-values (:func:`captum_genomics.stats.permutation.permutation_test`)
 and their Benjamini-Hochberg adjustment
 (:func:`captum_genomics.stats.multiple_testing.adjust_p_values`).
+
+:class:`HeadAblationClassifierResult` holds what
+:meth:`captum_genomics.methods.head_ablation_classifier.HeadAblationClassifierEffect.attribute`
+computes for a classifier: per (metric, head, group) the drop of the target
+logit, of the true-class probability and of the accuracy when a head is
+ablated, with paired sign-flip p-values and BH-adjusted q-values
+(:mod:`captum_genomics.stats.classifier_effects`).
 """
 
 from __future__ import annotations
@@ -19,8 +26,9 @@ import numpy as np
 from torch import Tensor
 
 from captum_genomics._utils.checks import check_positive_int
+from captum_genomics.stats.classifier_effects import METRICS
 
-__all__ = ["HeadAblationResult"]
+__all__ = ["CLASSIFIER_METRICS", "HeadAblationClassifierResult", "HeadAblationResult"]
 
 
 @dataclass
@@ -244,4 +252,209 @@ class HeadAblationResult:
         layers = {h[0] for h in self.heads}
         if len(layers) == 1:
             return [f"head {int(h[1])}" for h in self.heads]
+        return [f"{h[0]}:{int(h[1])}" for h in self.heads]
+
+
+CLASSIFIER_METRICS = METRICS
+"""The metrics of :class:`HeadAblationClassifierResult`, in the order of its first axis
+(:data:`captum_genomics.stats.classifier_effects.METRICS`)."""
+
+
+@dataclass
+class HeadAblationClassifierResult:
+    """The tables of a classifier's head-ablation effects, per (metric, head, group).
+
+    What :meth:`captum_genomics.methods.head_ablation_classifier.HeadAblationClassifierEffect.attribute`
+    computes (statistics in
+    :func:`captum_genomics.stats.classifier_effects.classifier_effects`):
+    ``M = 3`` metrics (:data:`CLASSIFIER_METRICS`), ``V`` variants (one per
+    tested head, ordered layer by layer, head 0..H-1), ``n_groups`` groups.
+    Tensors are float64 on the CPU unless noted; NaN marks skipped groups.
+
+    Attributes
+    ----------
+    heads : list of (str, int), length V
+        ``(layer, head_index)`` of each variant; ``layer`` is the attention
+        module's path in ``model.named_modules()`` (e.g.
+        ``"encoder.layers.0.self_attn"``).
+    group_names : list of str, length n_groups
+    metrics : tuple of str, length M
+        ``("target_logit", "true_class_probability", "accuracy")``.
+    effect : Tensor, shape=(M, V, n_groups)
+        Mean over the group's examples of ``full - ablated`` (the drop of
+        the metric when the head is ablated; negative = ablation raises it).
+    p_value, q_value : Tensor, shape=(M, V, n_groups)
+        Paired sign-flip test p-values
+        (:func:`~captum_genomics.stats.classifier_effects.sign_flip_test`) and
+        their Benjamini-Hochberg adjustment over all (variant, group) tests of
+        the same metric.
+    full_value : Tensor, shape=(M, n_groups)
+        The unablated model's metric, averaged over the group's examples.
+    ablated_value : Tensor, shape=(M, V, n_groups)
+        The ablated model's metric, averaged over the group's examples
+        (``full_value - effect`` to rounding).
+    n : Tensor, shape=(n_groups,), int64
+        Examples per group (skipped groups included).
+    exact : Tensor, shape=(n_groups,), bool
+        True where the group's p-values enumerate all ``2**n`` sign flips
+        (exact test) rather than ``n_permutations`` random ones.
+    skipped_groups : list of str
+        Groups with fewer than ``min_examples`` examples (NaN everywhere).
+    ablation : str
+        ``"remove"`` (remove one head) or ``"keep"`` (keep one head).
+    mode : str
+        ``"zero"`` or ``"mean"``.
+    n_permutations : int
+    alpha : float
+        Significance level of the ``significant`` column.
+    alternative : str
+        ``"two-sided"``, ``"greater"`` (the metric drops) or ``"less"``.
+    extra : dict
+        Free-form metadata (``random_state``, ``min_examples``, ``binary``,
+        ``n_classes``, ...); not used by the tables.
+    """
+
+    heads: list[tuple[str, int]]
+    group_names: list[str]
+    metrics: tuple[str, ...]
+    effect: Tensor
+    p_value: Tensor
+    q_value: Tensor
+    full_value: Tensor
+    ablated_value: Tensor
+    n: Tensor
+    exact: Tensor
+    skipped_groups: list[str]
+    ablation: str
+    mode: str
+    n_permutations: int
+    alpha: float
+    alternative: str
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        m, v, k = len(self.metrics), len(self.heads), len(self.group_names)
+        expected = {"effect": (m, v, k), "p_value": (m, v, k), "q_value": (m, v, k),
+                    "full_value": (m, k), "ablated_value": (m, v, k), "n": (k,),
+                    "exact": (k,)}
+        for attr, shape in expected.items():
+            got = tuple(getattr(self, attr).shape)
+            if got != shape:
+                raise ValueError(
+                    f"HeadAblationClassifierResult.{attr} must have shape {shape} (metrics, "
+                    f"heads, groups = {m}, {v}, {k}), got {got}.")
+
+    @staticmethod
+    def _np(x: Tensor) -> np.ndarray:
+        return x.detach().cpu().numpy()
+
+    def kept_group_indices(self) -> np.ndarray:
+        """Indices of the tested (not skipped) groups, in group order.
+
+        Returns
+        -------
+        numpy.ndarray, shape=(n_kept,), int64
+        """
+        skipped = set(self.skipped_groups)
+        return np.array([i for i, name in enumerate(self.group_names) if name not in skipped],
+                        dtype=np.int64)
+
+    def metric_index(self, metric: str) -> int:
+        """The position of ``metric`` in ``metrics``.
+
+        Raises
+        ------
+        ValueError
+            If ``metric`` is not one of ``metrics``.
+        """
+        if metric not in self.metrics:
+            raise ValueError(f"`metric` must be one of {self.metrics}, got {metric!r}.")
+        return self.metrics.index(metric)
+
+    def to_frame(self, metric: str | None = None):
+        """One tidy row per (metric, head, group); skipped groups omitted.
+
+        Parameters
+        ----------
+        metric : str, optional
+            Only this metric's rows. Default None: all metrics.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``layer, head, group, metric, n, full_value,
+            ablated_value, effect, p_value, q_value, significant, exact``
+            (``significant = q_value <= alpha``); rows ordered by metric,
+            variant, group. ``layer`` is the module path, ``head`` the head
+            index within it.
+        """
+        import pandas as pd
+
+        metrics = list(range(len(self.metrics))) if metric is None else [
+            self.metric_index(metric)]
+        kept = self.kept_group_indices()
+        v, k = len(self.heads), len(kept)
+        np_ = self._np
+        cols = {name: [] for name in ("effect", "p_value", "q_value", "ablated_value",
+                                      "full_value")}
+        for mi in metrics:
+            for name in ("effect", "p_value", "q_value", "ablated_value"):
+                cols[name].append(np_(getattr(self, name))[mi][:, kept].reshape(-1))
+            cols["full_value"].append(np.tile(np_(self.full_value)[mi][kept], v))
+        cat = {name: np.concatenate(vals) for name, vals in cols.items()}
+        reps = len(metrics)
+        return pd.DataFrame({
+            "layer": np.tile(np.repeat(np.array([h[0] for h in self.heads], dtype=object), k),
+                             reps),
+            "head": np.tile(np.repeat(np.array([int(h[1]) for h in self.heads],
+                                               dtype=np.int64), k), reps),
+            "group": np.tile(np.array(self.group_names, dtype=object)[kept], v * reps),
+            "metric": np.repeat(np.array([self.metrics[i] for i in metrics], dtype=object),
+                                v * k),
+            "n": np.tile(np_(self.n)[kept], v * reps).astype(np.int64),
+            "full_value": cat["full_value"],
+            "ablated_value": cat["ablated_value"],
+            "effect": cat["effect"],
+            "p_value": cat["p_value"],
+            "q_value": cat["q_value"],
+            "significant": cat["q_value"] <= self.alpha,
+            "exact": np.tile(np_(self.exact)[kept], v * reps).astype(bool),
+        })
+
+    def pivot(self, metric: str = "accuracy", value: str = "effect"):
+        """A head x group table of one column of :meth:`to_frame` for one metric.
+
+        Parameters
+        ----------
+        metric : str
+            One of ``metrics``. Default ``"accuracy"``.
+        value : str
+            A numeric column of :meth:`to_frame` (``"effect"``, ``"p_value"``,
+            ``"q_value"``, ``"ablated_value"``, ...). Default ``"effect"``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Index :meth:`head_labels` (variant order), columns the tested
+            groups (group order).
+
+        Raises
+        ------
+        ValueError
+            For an unknown ``metric`` or ``value``.
+        """
+        frame = self.to_frame(metric)
+        allowed = ("full_value", "ablated_value", "effect", "p_value", "q_value")
+        if value not in allowed:
+            raise ValueError(f"`value` must be one of {allowed}, got {value!r}.")
+        kept = [self.group_names[i] for i in self.kept_group_indices()]
+        labels = self.head_labels()
+        table = frame[value].to_numpy().reshape(len(self.heads), len(kept))
+        import pandas as pd
+
+        return pd.DataFrame(table, index=pd.Index(labels, name="head"),
+                            columns=pd.Index(kept, name="group"))
+
+    def head_labels(self) -> list[str]:
+        """Labels of the variants: ``"<module path>:<head>"``, e.g. ``"encoder.layers.0.self_attn:2"``."""
         return [f"{h[0]}:{int(h[1])}" for h in self.heads]

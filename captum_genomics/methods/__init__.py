@@ -2,11 +2,18 @@
 
 from captum_genomics.methods.fast_shap import FastSHAP
 from captum_genomics.methods.head_ablation import HeadAblationExplainedVariance
-from captum_genomics.methods.shuffle_deep_lift_shap import ConvergenceDeltaWarning, ShuffleDeepLiftShap
+from captum_genomics.methods.head_ablation_classifier import HeadAblationClassifierEffect
+from captum_genomics.methods.shuffle_deep_lift_shap import (
+    ConvergenceDeltaWarning,
+    ShuffleDeepLiftShap,
+    UninformativeReferencesWarning,
+)
 
 __all__ = [
     "ShuffleDeepLiftShap",
     "ConvergenceDeltaWarning",
+    "UninformativeReferencesWarning",
     "FastSHAP",
     "HeadAblationExplainedVariance",
+    "HeadAblationClassifierEffect",
 ]

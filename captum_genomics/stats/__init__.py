@@ -6,6 +6,9 @@
   (within-group explained variance from segment sums).
 * :mod:`.permutation`: :func:`permutation_test`, :func:`default_n_permutations`.
 * :mod:`.multiple_testing`: :func:`adjust_p_values` (Benjamini-Hochberg).
+* :mod:`.classifier_effects`: :func:`classifier_metrics`, :func:`sign_flip_test`,
+  :func:`classifier_effects` (a classifier's metric drops under head ablation,
+  with a paired sign-flip test).
 
 ``HeadAblationResult`` lives in :mod:`captum_genomics.heads.result`; it is
 still importable from here (loaded on first access, so importing this package
@@ -18,6 +21,11 @@ from captum_genomics.stats.attribution_tables import (
     attribution_table,
     per_class_tables,
     top_genes,
+)
+from captum_genomics.stats.classifier_effects import (
+    classifier_effects,
+    classifier_metrics,
+    sign_flip_test,
 )
 from captum_genomics.stats.explained_variance import encode_groups, explained_variance
 from captum_genomics.stats.multiple_testing import adjust_p_values
@@ -33,6 +41,9 @@ __all__ = [
     "permutation_test",
     "default_n_permutations",
     "adjust_p_values",
+    "classifier_metrics",
+    "sign_flip_test",
+    "classifier_effects",
 ]
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ from torch import Tensor
 from captum_genomics._utils.checks import check_finite, check_positive_int
 
 __all__ = [
+    "check_group_sizes",
     "encode_groups",
     "explained_variance",
 ]
@@ -49,6 +51,56 @@ def _is_missing(value: Any) -> bool:
         return bool(value != value)  # NaN, pd.NA raises -> handled below
     except TypeError:
         return True  # pd.NA: its truth value is ambiguous, i.e. missing
+
+
+def check_group_sizes(codes: Tensor, names: list[str], min_size: int, name: str = "groups",
+                      min_name: str = "min_cells") -> list[str]:
+    """Refuse group labels that leave no group to test; warn about the groups skipped.
+
+    Parameters
+    ----------
+    codes : Tensor, int64, shape=(N,)
+        Group code of each example (from :func:`encode_groups`).
+    names : list of str
+        The group names, one per code.
+    min_size : int
+        Groups with fewer examples are skipped by the caller.
+    name, min_name : str
+        The user's argument names, for the messages.
+
+    Returns
+    -------
+    list of str
+        The names of the groups that will be skipped (empty if none).
+
+    Raises
+    ------
+    ValueError
+        If every group has fewer than ``min_size`` examples (for example
+        continuous values passed as labels, one group per example).
+
+    Warns
+    -----
+    UserWarning
+        If some groups are skipped; their results are NaN.
+    """
+    counts = torch.bincount(codes.reshape(-1).cpu(), minlength=len(names))
+    small = [names[g] for g in range(len(names)) if int(counts[g]) < min_size]
+    if len(small) == len(names):
+        raise ValueError(
+            f"Every one of the {len(names)} groups in `{name}` has fewer than "
+            f"`{min_name}`={min_size} examples ({int(counts.max())} at most), so nothing can "
+            f"be tested. Are `{name}` continuous values rather than labels?"
+        )
+    if small:
+        shown = ", ".join(repr(s) for s in small[:5]) + (", ..." if len(small) > 5 else "")
+        warnings.warn(
+            f"{len(small)} of {len(names)} groups in `{name}` have fewer than "
+            f"`{min_name}`={min_size} examples and are skipped (NaN results): {shown}.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return small
 
 
 def encode_groups(groups: Any, n: int, name: str = "groups") -> tuple[Tensor, list[str]]:

@@ -20,7 +20,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from captum.attr import Attribution
 
-from captum_genomics import FastSHAP, HeadAblationExplainedVariance, ShuffleDeepLiftShap
+from captum_genomics import (
+    FastSHAP,
+    HeadAblationClassifierEffect,
+    HeadAblationExplainedVariance,
+    ShuffleDeepLiftShap,
+)
 from captum_genomics.testing.models import DTYPE, random_one_hot
 
 __all__ = [
@@ -192,6 +197,18 @@ def _heads_example() -> MethodExample:
                          {"groups": ct[:5], "observed": obs, **call})
 
 
+def _heads_classifier_example() -> MethodExample:
+    model = NeighbourModel()  # its 6 outputs serve as 6 class logits
+    g = torch.Generator().manual_seed(2)
+    nb = torch.randn(24, 4, 6, generator=g, dtype=DTYPE)
+    ct = torch.randint(0, 3, (24,), generator=g)
+    labels = torch.randint(0, 6, (24,), generator=g)
+    call = {"additional_forward_args": (ct,), "n_permutations": 9, "random_state": 0}
+    return MethodExample(HeadAblationClassifierEffect(model, "attention"), nb,
+                         {"labels": labels, "groups": ct, **call},
+                         {"labels": labels, "groups": ct[:5], **call})
+
+
 METHODS = [
     MethodSpec("ShuffleDeepLiftShap", "sequence", _sequence_example, True,
                make=ShuffleDeepLiftShap, kwargs=lambda refs: {"references": refs}),
@@ -202,6 +219,7 @@ METHODS = [
                                                                objective="permutation"),
                delta_tol=1e-12),
     MethodSpec("HeadAblationExplainedVariance", "heads", _heads_example, False),
+    MethodSpec("HeadAblationClassifierEffect", "heads", _heads_classifier_example, False),
 ]
 """Every Captum attribution method of the package, one entry each."""
 
