@@ -1,8 +1,9 @@
 """The ``captum-genomics`` command line.
 
 ``captum-genomics`` (or ``captum-genomics deeplift``) runs the default job:
-ShuffleDeepLiftShap on the held-out GM12878 CTCF peaks with the shipped CNN,
-checked against JASPAR's CTCF motif. ``captum-genomics attribute`` runs the
+ShuffleDeepLiftShap on the held-out GM12878 CTCF peaks with the shipped CNN
+(``--zoo-model transformer``: the shipped transformer), checked against
+JASPAR's CTCF motif. ``captum-genomics attribute`` runs the
 same attribution and outputs on your own model and FASTA file.
 ``captum-genomics validate`` runs the correctness gate of a method on your model
 and exits 0 when every check holds, 1 when one fails, 2 on a usage error.
@@ -80,13 +81,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     deeplift = sub.add_parser(
         "deeplift",
-        help="ShuffleDeepLiftShap on held-out CTCF peaks with the shipped CNN (default)",
+        help="ShuffleDeepLiftShap on held-out CTCF peaks with a shipped model (default)",
         description=(
-            "Attribute the 50 held-out GM12878 CTCF peaks with the shipped CNN, "
-            "write ohe.npz/shap.npz (modisco-lite inputs), contributions.npz and "
+            "Attribute the 50 held-out GM12878 CTCF peaks with the shipped CNN (or, "
+            "with --zoo-model transformer, the shipped transformer), write "
+            "ohe.npz/shap.npz (modisco-lite inputs), contributions.npz and "
             "logo.png, and report how often the top-attribution window hits the "
-            "JASPAR CTCF match, against shuffled controls and chance."
+            "JASPAR CTCF match, against shuffled controls and chance. For your own "
+            "model, use 'captum-genomics attribute --model MODULE:FACTORY'."
         ),
+    )
+    deeplift.add_argument(
+        "--zoo-model", choices=("cnn", "transformer"), default="cnn",
+        help="which shipped CTCF model to explain: the CNN (default) or the transformer "
+             "(same training split)",
     )
     _add_common(deeplift)
 
@@ -575,7 +583,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from captum_genomics.workflows.deeplift_ctcf import run_ctcf_job
 
             run_ctcf_job(
-                args.out, n_references=args.n_references, random_state=args.random_state,
+                args.out, model=args.zoo_model,
+                n_references=args.n_references, random_state=args.random_state,
                 n_examples=args.n_examples, batch_size=args.batch_size,
                 plot=not args.no_plot, show_progress=args.show_progress,
             )

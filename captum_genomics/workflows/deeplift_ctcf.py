@@ -15,9 +15,9 @@ What it does, in order:
    statistic on dinucleotide-shuffled copies of the sequences (attributed the
    same way) and with the chance level of a uniformly placed window.
 
-:func:`run_ctcf_job` runs it on the shipped CTCF model and held-out peaks;
-:func:`run_attribution_job` on any model and sequences (``captum-genomics
-attribute``).
+:func:`run_ctcf_job` runs it on a shipped CTCF model (the CNN by default, or
+the transformer) and the held-out peaks; :func:`run_attribution_job` on any
+model and sequences (``captum-genomics attribute``).
 """
 
 from __future__ import annotations
@@ -340,6 +340,7 @@ def run_attribution_job(
     show_progress: bool = False,
     verbose: bool = True,
     label: str = "sequences",
+    model_name: str | None = None,
 ) -> dict:
     """Attribute sequences, write the output files, summarise.
 
@@ -382,13 +383,17 @@ def run_attribution_job(
     label
         What the sequences are, for the printed summary. Default
         ``"sequences"``.
+    model_name
+        What the model is, recorded as ``summary["model"]`` and printed.
+        Default: the model's class name.
 
     Returns
     -------
     dict
-        The content of ``summary.json``: counts, settings, timings, median
-        absolute convergence delta, file names, and with a motif the
-        ``"overlap"`` (and ``"controls"``) statistics.
+        The content of ``summary.json``: the model (``"model"``, and its
+        class, ``"model_class"``), counts, settings, timings, median absolute
+        convergence delta, file names, and with a motif the ``"overlap"``
+        (and ``"controls"``) statistics.
 
     Raises
     ------
@@ -416,7 +421,11 @@ def run_attribution_job(
     )
     ohe_path, shap_path = save_modisco_inputs(out_dir, one_hot, result.hypothetical)
     save_npz(out_dir / "contributions.npz", result.contributions)
+    model_class = type(model).__name__
+    model_name = model_class if model_name is None else str(model_name)
     summary: dict = {
+        "model": model_name,
+        "model_class": model_class,
         "n_sequences": n,
         "length": length,
         "target": target,
@@ -429,8 +438,9 @@ def run_attribution_job(
         "mean_output": float(result.outputs.mean()),
     }
     lines = [
-        f"ShuffleDeepLiftShap on {n} {label} (L={length}, target {target}, "
-        f"{n_references} dinucleotide-shuffled references each)"
+        (f"ShuffleDeepLiftShap on {n} {label} (L={length}, target {target}, "
+         f"{n_references} dinucleotide-shuffled references each)"),
+        f"model: {model_name}" + (f" ({model_class})" if model_class != model_name else ""),
     ]
     overlap = None
     if motif is not None:
@@ -501,9 +511,36 @@ def run_attribution_job(
     return summary
 
 
+_ZOO_MODELS = ("cnn", "transformer")
+
+
+def _zoo_model(model) -> tuple[torch.nn.Module, str]:
+    """``run_ctcf_job``'s ``model`` argument as (module, name for the summary)."""
+    if model is None or isinstance(model, str):
+        name = "cnn" if model is None else model
+        if name == "cnn":
+            from captum_genomics.zoo.ctcf import load_ctcf_model
+
+            return load_ctcf_model(), name
+        if name == "transformer":
+            from captum_genomics.zoo.ctcf_transformer import load_ctcf_transformer
+
+            return load_ctcf_transformer(), name
+        raise ValueError(
+            f"`model` must be one of {', '.join(repr(m) for m in _ZOO_MODELS)} (the shipped "
+            f"CTCF models) or a torch.nn.Module, got {model!r}."
+        )
+    if isinstance(model, torch.nn.Module):
+        return model, type(model).__name__
+    raise TypeError(
+        f"`model` must be one of {', '.join(repr(m) for m in _ZOO_MODELS)} or a "
+        f"torch.nn.Module, got {type(model).__name__}."
+    )
+
+
 def run_ctcf_job(
     out_dir: str | os.PathLike = "captum_genomics_out",
-    model: torch.nn.Module | None = None,
+    model: str | torch.nn.Module | None = "cnn",
     sequences: Tensor | Sequence[str] | None = None,
     n_references: int = 20,
     random_state: int = 0,
@@ -520,7 +557,14 @@ def run_ctcf_job(
     out_dir
         Output folder. Default ``"captum_genomics_out"``.
     model
-        Default: :func:`~captum_genomics.zoo.load_ctcf_model`, the shipped CNN.
+        Which model to explain: ``"cnn"`` (default; the shipped CNN,
+        :func:`~captum_genomics.zoo.load_ctcf_model`), ``"transformer"`` (the
+        shipped transformer,
+        :func:`~captum_genomics.zoo.load_ctcf_transformer`; both were trained
+        on the same split), or any ``nn.Module`` mapping ``(N, 4, L)`` to
+        ``(N, T)`` (output column 0 is explained). ``None`` means ``"cnn"``.
+        Recorded as ``summary["model"]`` (the zoo name, or the class name of
+        a module).
     sequences
         One-hot tensor ``(N, 4, L)`` or equal-length strings. Default: the 50
         test-split peaks of :func:`~captum_genomics.seq.datasets.load_ctcf_peaks`
@@ -544,14 +588,21 @@ def run_ctcf_job(
     Returns
     -------
     dict
-        See :func:`run_attribution_job`; always includes the motif overlap for
-        JASPAR MA0139.2 and the shuffled controls.
+        See :func:`run_attribution_job`; always includes ``"model"``, the motif
+        overlap for JASPAR MA0139.2 and the shuffled controls.
+
+    Raises
+    ------
+    ValueError
+        If ``model`` is a string other than ``"cnn"`` or ``"transformer"``,
+        or ``n_examples < 1``.
+    TypeError
+        If ``model`` is neither a string, ``None`` nor an ``nn.Module``.
     """
     from captum_genomics.seq.datasets import load_ctcf_motif, load_ctcf_peaks
-    from captum_genomics.zoo.ctcf import ctcf_split, load_ctcf_model
+    from captum_genomics.zoo.ctcf import ctcf_split
 
-    if model is None:
-        model = load_ctcf_model()
+    model, model_name = _zoo_model(model)
     if sequences is None:
         peaks = load_ctcf_peaks()
         test = ctcf_split()["test"]
@@ -574,4 +625,5 @@ def run_ctcf_job(
         model, one_hot, out_dir, names=names, target=0, n_references=n_references,
         random_state=random_state, batch_size=batch_size, motif=load_ctcf_motif(),
         controls=True, plot=plot, show_progress=show_progress, verbose=verbose, label=label,
+        model_name=model_name,
     )

@@ -7,16 +7,33 @@ PyTorch's own modules (``d_model=32``, 4 heads, GELU feed-forward), a final
 ``LayerNorm``, a mean over positions and one output logit. Every op has an
 exact DeepLIFT rule or decomposition in :mod:`captum_genomics.deeplift`, so
 :class:`~captum_genomics.ShuffleDeepLiftShap` is additive on it to rounding.
+Its weights were fitted by ``scripts/train_ctcf_transformer.py`` on the
+vendored peaks (:func:`captum_genomics.seq.datasets.load_ctcf_peaks`) with the
+CNN's split and held-out negatives; ``ctcf_transformer.json`` beside the
+weights records the architecture, the split and the held-out metrics.
 """
 
 from __future__ import annotations
 
+import json
 import math
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CTCFTransformer", "sinusoidal_positions"]
+from captum_genomics.zoo.ctcf import _zoo_path
+
+__all__ = [
+    "METADATA_FILE",
+    "WEIGHTS_FILE",
+    "CTCFTransformer",
+    "load_ctcf_transformer",
+    "load_ctcf_transformer_metadata",
+    "sinusoidal_positions",
+]
+
+WEIGHTS_FILE = "ctcf_transformer.pt"
+METADATA_FILE = "ctcf_transformer.json"
 
 
 def sinusoidal_positions(length: int, d_model: int) -> Tensor:
@@ -119,3 +136,53 @@ class CTCFTransformer(nn.Module):
         h = h + self.positions[: h.shape[1]].to(h.dtype)
         h = self.norm(self.encoder(h))
         return self.linear(self.dropout(h.mean(1)))
+
+
+def load_ctcf_transformer_metadata() -> dict:
+    """The training record shipped beside the weights (``ctcf_transformer.json``).
+
+    Returns
+    -------
+    dict
+        Keys include ``"architecture"`` (the :class:`CTCFTransformer` keyword
+        arguments), ``"split"`` (lists of peak indices ``"train"``,
+        ``"validation"``, ``"test"`` into
+        :func:`~captum_genomics.seq.datasets.load_ctcf_peaks`, the same as the
+        CNN's :func:`~captum_genomics.zoo.ctcf_split`), ``"metrics"``
+        (validation, test and train AUROC against dinucleotide-shuffled
+        negatives, defined as for the CNN) and ``"training"`` (seed, threads,
+        epochs, best epoch, optimiser, torch and Python versions, seconds,
+        per-epoch history).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the package was installed without its data files.
+    """
+    with open(_zoo_path(METADATA_FILE), encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def load_ctcf_transformer() -> CTCFTransformer:
+    """The trained CTCF transformer, in eval mode, on the CPU, in float32.
+
+    Returns
+    -------
+    CTCFTransformer
+        Built from the architecture in ``ctcf_transformer.json`` with the
+        shipped ``ctcf_transformer.pt`` weights (read with
+        ``torch.load(weights_only=True)``). It maps one-hot DNA ``(N, 4, L)``,
+        float32, with ``L >= 4`` and ``L // 4 <= 1024`` tokens, to ``(N, 1)``
+        float32 logits of "is a CTCF peak"; it was trained on 200-bp
+        sequences.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the package was installed without its data files.
+    """
+    meta = load_ctcf_transformer_metadata()
+    model = CTCFTransformer(**meta["architecture"])
+    state = torch.load(_zoo_path(WEIGHTS_FILE), map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model.eval()
