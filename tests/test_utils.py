@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -231,3 +232,25 @@ def test_damaged_weights_files_one_plain_line(tmp_path, model_file, kind):
     message = str(info.value)
     assert expected in message and repr(str(path)) in message
     assert "\x1b[" not in message and "\n" not in message
+
+
+def test_write_bytes_atomic_permissions_and_failure(tmp_path, monkeypatch):
+    """Files get open()'s permissions; a failed write leaves the old file and no temp file."""
+    import stat
+
+    from captum_genomics._utils import files
+
+    target = tmp_path / "out.bin"
+    files.write_bytes_atomic(target, b"first")
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
+
+    def boom(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(files.os, "fsync", boom)
+    with pytest.raises(OSError, match="No space"):
+        files.write_bytes_atomic(target, b"second")
+    assert target.read_bytes() == b"first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]

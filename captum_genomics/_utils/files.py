@@ -13,6 +13,13 @@ from pathlib import Path
 __all__ = ["write_bytes_atomic"]
 
 
+def _umask() -> int:
+    """The process umask (read by setting and restoring it; there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder.
 
@@ -25,7 +32,8 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     Returns
     -------
     Path
-        ``path``.
+        ``path``, with the permissions a plain ``open(path, "wb")`` would
+        give it (``0666`` minus the umask).
 
     Raises
     ------
@@ -41,6 +49,8 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
         raise FileNotFoundError(f"the folder of {os.fspath(path)!r} does not exist.")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file private (0600); give it the permissions open() would
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
