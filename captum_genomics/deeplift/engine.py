@@ -43,14 +43,14 @@ therefore explained as its unfused forward computes it.)
 
 from __future__ import annotations
 
-import contextlib
 import warnings
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
+from captum_genomics._utils.attention import fused_attention_disabled
 from captum_genomics._utils.batching import as_input_tuple
 from captum_genomics._utils.grad_mode import autograd_enabled, autograd_tensors
 from captum_genomics._utils.targets import make_selector, validate_target
@@ -105,26 +105,6 @@ def _decomposition(rule: Any, name: str,
     if isinstance(rule, Decomposition):
         return rule
     return decompositions.get(name) if rule is None else None
-
-
-@contextlib.contextmanager
-def fused_attention_disabled() -> Iterator[None]:
-    """Switch off PyTorch's fused attention inference path; restore the user's setting.
-
-    ``nn.MultiheadAttention`` and ``nn.TransformerEncoderLayer`` run
-    ``torch._native_multi_head_attention`` / ``torch._transformer_encoder_layer_fwd``
-    when no input requires grad and ``torch.backends.mha.get_fastpath_enabled()``
-    is True; inside this context they run ``F.multi_head_attention_forward``
-    in both of the engine's passes. The previous value is restored on exit,
-    also after an error.
-    """
-    mha = torch.backends.mha
-    previous = mha.get_fastpath_enabled()
-    mha.set_fastpath_enabled(False)
-    try:
-        yield
-    finally:
-        mha.set_fastpath_enabled(previous)
 
 
 class PassObserver:

@@ -21,7 +21,7 @@ Fused attention: in eval mode without gradients PyTorch may run
 ``nn.TransformerEncoderLayer`` as one fused kernel that never calls its
 ``self_attn`` module (and ``nn.MultiheadAttention`` as a fused kernel with
 different rounding). Every pass here, reference and unablated passes included,
-runs inside :func:`~captum_genomics.deeplift.engine.fused_attention_disabled`,
+runs inside :func:`~captum_genomics._utils.attention.fused_attention_disabled`,
 which switches ``torch.backends.mha``'s fast path off and restores the
 user's setting afterwards, also after an error. So the hooks always fire and
 the unablated and ablated rows take the same kernels: differences between
@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from captum_genomics._utils.batching import as_forward_args, as_input_tuple, index_examples
 from captum_genomics._utils.checks import check_eval_mode, check_positive_int
 from captum_genomics._utils.deprecation import MISSING, renamed_keyword
-from captum_genomics.deeplift.engine import fused_attention_disabled
+from captum_genomics._utils.attention import fused_attention_disabled
 from captum_genomics.heads.adapters import HeadAdapter
 
 __all__ = [

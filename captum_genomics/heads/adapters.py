@@ -426,7 +426,7 @@ class TransformerEncoderLayerAdapter(HeadAdapter):
     call and a forward hook (``always_call=True``, so also after an error)
     restores the previous setting. :func:`~captum_genomics.heads.ablated_forward`
     in addition runs every pass, the unablated model's included, with the fast
-    path off (:func:`~captum_genomics.deeplift.engine.fused_attention_disabled`),
+    path off (:func:`~captum_genomics._utils.attention.fused_attention_disabled`),
     so the unablated and ablated rows take the same kernels.
 
     Parameters
