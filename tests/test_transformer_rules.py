@@ -377,3 +377,67 @@ def test_unknown_elementwise_op_hint_works():
     secant = (torch.special.ndtr(x) - torch.special.ndtr(r)) / (x - r)
     assert torch.allclose(m, secant, atol=1e-12)
     assert delta.abs().max() < TOL
+
+
+# ----------------------------------------------------------------------------- layouts
+
+
+class _Encoder(nn.Module):
+    """Conv stem + one nn.TransformerEncoderLayer, sequence-first or batch-first."""
+
+    def __init__(self, batch_first, norm_first=False):
+        super().__init__()
+        self.batch_first = batch_first
+        self.conv = nn.Conv1d(4, 16, 5, padding=2)
+        self.layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.1, activation="gelu",
+                                                batch_first=batch_first, norm_first=norm_first)
+        self.out = nn.Linear(16, 2)
+
+    def forward(self, x):
+        h = self.conv(x)
+        h = h.transpose(1, 2) if self.batch_first else h.permute(2, 0, 1)
+        h = self.layer(h)
+        return self.out(h.mean(1 if self.batch_first else 0))
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_sequence_first_layers_equal_batch_first(norm_first):
+    """(T, N, E) activations: the same weights give the same attributions as (N, T, E)."""
+    torch.manual_seed(0)
+    first = _Encoder(False, norm_first).to(DT).eval()
+    batch = _Encoder(True, norm_first).to(DT).eval()
+    batch.load_state_dict(first.state_dict())
+    x = _one_hot(3, 20, 1)
+    kwargs = dict(target=1, n_references=4, random_state=0, return_convergence_delta=True)
+    a_first, d_first = ShuffleDeepLiftShap(first).attribute(x, **kwargs)
+    a_batch, d_batch = ShuffleDeepLiftShap(batch).attribute(x, **kwargs)
+    assert d_first.abs().max() < TOL and d_batch.abs().max() < TOL
+    assert torch.allclose(a_first, a_batch, atol=1e-12, rtol=0)
+    with pytest.raises(ValueError, match="strategy='examples'.*first axis"):
+        ShuffleDeepLiftShap(first).attribute(x, strategy="examples", **kwargs)
+
+
+class _Tied(nn.Module):
+    """One module registered under two names (weight tying)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(5, 5)
+        self.shared = self.a
+        self.out = nn.Linear(5, 1)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.shared(torch.relu(self.a(x))))).squeeze(1)
+
+
+def test_shared_modules_are_supported():
+    torch.manual_seed(2)
+    model = _Tied().to(DT)
+    x, r = _pair(3, (4, 5))
+    m, delta = _multipliers(model, x, r)
+    assert delta.abs().max() < TOL
+    twin = nn.Sequential()  # the same function without the second name
+    twin.a, twin.out = model.a, model.out
+    m_twin, _ = _multipliers(
+        lambda t: twin.out(torch.tanh(twin.a(torch.relu(twin.a(t))))).squeeze(1), x, r)
+    assert torch.allclose(m, m_twin, atol=1e-14, rtol=0)

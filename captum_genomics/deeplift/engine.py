@@ -88,6 +88,15 @@ def _any_requires_grad(obj: Any) -> bool:
     return False
 
 
+def _example_axis_first(state: Any, rows: int) -> bool:
+    """False if a recorded tensor holds the ``rows`` reference rows on an axis other than 0."""
+    if isinstance(state, (tuple, list)):
+        return all(_example_axis_first(s, rows) for s in state)
+    if isinstance(state, Tensor) and state.ndim > 1 and state.shape[0] != rows:
+        return rows not in state.shape[1:]
+    return True
+
+
 def _state_numel(state: Any) -> int:
     """Elements of the batch-shaped tensors a rule recorded (the first of a tuple)."""
     if isinstance(state, (tuple, list)) and state:
@@ -267,11 +276,11 @@ def detached_forward(model: Callable) -> Callable:
     """
     if not isinstance(model, torch.nn.Module):
         return model
-    params = {n: p.detach() for n, p in model.named_parameters(remove_duplicate=False)}
+    # one entry per tensor: functional_call ties the other names of a shared module to it
+    params = {n: p.detach() for n, p in model.named_parameters()}
     # a model built under torch.inference_mode() holds inference tensors, which autograd
     # cannot save: use ordinary copies of them (the module keeps its own)
-    params.update({n: b for n, b in model.named_buffers(remove_duplicate=False)
-                   if b.is_inference()})
+    params.update({n: b for n, b in model.named_buffers() if b.is_inference()})
     params = {n: autograd_tensors(p) for n, p in params.items()}
     if not params:
         return model
@@ -399,6 +408,17 @@ class DeepLiftPasses:
         del out_r, flat
 
         strategy = self.strategy
+        if r > 1 and not all(_example_axis_first(st, r * n) for _, st in record.records):
+            # an activation with the examples on another axis (a sequence-first layer's
+            # (T, N, E)): only equal-shaped passes ("pairs") align it with the references
+            if strategy == "examples":
+                raise ValueError(
+                    "strategy='examples' needs every activation with a rule to have the "
+                    "examples on its first axis, but this model has some on another axis "
+                    "(e.g. nn.TransformerEncoderLayer(batch_first=False) sees (T, N, E)). "
+                    "Use strategy='auto' or 'pairs'."
+                )
+            strategy = "pairs"
         if strategy == "auto":
             # "examples" saves forward work but walks the graph once per reference per
             # target at small batch, which only pays off for large models and few targets

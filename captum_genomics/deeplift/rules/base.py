@@ -68,7 +68,14 @@ class PairCursor:
         self.k = 0
 
     def split(self, t: Tensor) -> Tensor:
-        """View a reference-pass tensor ``(R * n, ...)`` as ``(R, n, ...)``."""
+        """View a reference-pass tensor ``(R * n, ...)`` as ``(R, n, ...)``.
+
+        With one reference per backward (the engine's ``"pairs"`` strategy) both
+        passes have the same shapes, so the tensor is only given a leading axis of
+        size 1, wherever its examples lie (a sequence-first ``(T, n, E)`` works).
+        """
+        if self.n_references == 1:
+            return t.unsqueeze(0)
         return t.reshape(self.n_references, self.n_examples, *t.shape[1:])
 
 
