@@ -21,11 +21,8 @@ On a small random-init :class:`~captum_genomics.zoo.ctcf_transformer.CTCFTransfo
   max ``|f(x) - f(r)|``) holds for every seed tried (0-9) with a 10x margin.
 
 ``nn.TransformerEncoderLayer`` additivity over hypothesis-drawn configurations
-(heads, norm_first, activation, key padding and causal masks) complements the
-parametrized encoder tests of ``test_attention_rules.py``. Sequence-first
-layers (``batch_first=False``, PyTorch's default) are an expected failure: the
-engine's rules take axis 0 of every tensor as the example-reference axis, and
-the layer's ``LayerNorm``/activation see ``(T, N, E)`` tensors.
+(heads, batch_first, norm_first, activation, key padding and causal masks)
+complements the parametrized encoder tests of ``test_attention_rules.py``.
 Numbers measured on the real model: ``benchmarks/transformer_vs_peers.py``,
 ``docs/transformers.md``.
 """
@@ -342,7 +339,7 @@ class EncoderLayerModel(nn.Module):
 
 encoder_configs = st.fixed_dictionaries({
     "heads": st.sampled_from([1, 2, 4]),
-    "batch_first": st.just(True),  # batch_first=False: test_sequence_first_encoder_layer
+    "batch_first": st.booleans(),
     "norm_first": st.booleans(),
     "activation": st.sampled_from(["relu", "gelu"]),
     "kpm": st.sampled_from([None, "bool", "float"]),
