@@ -444,6 +444,13 @@ def test_fastshap_fit_bad_argument(name, data):
     _expect_clear_error(FastSHAP.fit, kwargs, name, model=_TAB, label="FastSHAP.fit")
 
 
+def test_fastshap_softmax_of_a_single_output_is_refused():
+    TRIED["FastSHAP.fit", "link", "softmax_single_output"] += 1
+    single = nn.Sequential(nn.Linear(D_IN, 4), nn.Tanh(), nn.Linear(4, 1)).eval()
+    with pytest.raises(ValueError, match="`link='softmax'`.*single output"):
+        FastSHAP.fit(single, _XTR, _XVA, link="softmax", random_state=0, train_kwargs=FIT)
+
+
 FS_ATTR_CLASSES = {
     "inputs": {k: v for k, v in _tensor_classes((4, D_IN)).items()
                if k not in ("wrong_batch", "numpy", "not_a_tensor", "integer_dtype")}

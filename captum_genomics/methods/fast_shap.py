@@ -300,6 +300,12 @@ class FastSHAP(PerturbationAttribution):
             xtr, xva, bg = autograd_tensors((xtr, xva, bg))
             players = resolve_players(players, xtr[0].numel(), tuple(xtr.shape[1:]))
             n_out = count_outputs(model, xtr)
+            if link == "softmax" and n_out == 1:
+                raise ValueError(
+                    "`link='softmax'` needs a model with one output per class, but this model "
+                    "has a single output: its softmax is 1 for every input, so every Shapley "
+                    "value would be 0. Use `link='identity'` for a single logit or score."
+                )
             the_game, history = build_game(model, game, players, xtr, xva, n_out, link, bg,
                                            random_state, surrogate_kwargs, surrogate_train_kwargs,
                                            show_progress)
