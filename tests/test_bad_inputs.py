@@ -524,6 +524,38 @@ def test_small_groups_warn_and_are_named():
     assert result.skipped_groups == ["7"]
 
 
+_LABELS = torch.arange(30) % 6  # NeighbourModel's 6 outputs serve as 6 class logits
+CLASSIFIER_CLASSES = {
+    "labels": {"wrong_length": st.integers(1, 40).filter(lambda m: m != 30).map(
+        lambda m: torch.arange(m) % 6),
+        "float": st.just(torch.rand(30, generator=torch.Generator().manual_seed(1))),
+        "out_of_range": st.sampled_from([6, 9, -7]).map(lambda c: torch.full((30,), c)),
+        "not_a_tensor": st.just("celltype")},
+    "groups": {"wrong_length": st.just(torch.arange(29) % 3),
+               "continuous_values": st.just(torch.rand(30, generator=torch.Generator()
+                                                       .manual_seed(2)))},
+    "ablation": {"unknown": st.sampled_from(["drop", "Remove"])},
+    "n_permutations": {"below_range": st.integers(-3, 0), "float": st.just(2.5)},
+    "random_state": _seed_classes(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CLASSIFIER_CLASSES))
+@settings(**{**SETTINGS, "max_examples": 8})
+@given(data=st.data())
+def test_head_classifier_bad_argument(name, data):
+    from captum_genomics import HeadAblationClassifierEffect
+
+    kind, value = _draw_case(data, CLASSIFIER_CLASSES[name])
+    TRIED["HeadAblationClassifierEffect.attribute", name, kind] += 1
+    kwargs = dict(inputs=_NB, labels=_LABELS, groups=_CT, additional_forward_args=(_CT,),
+                  n_permutations=5, random_state=0)
+    kwargs[name] = value
+    method = HeadAblationClassifierEffect(_HEAD_MODEL, "attention")
+    _expect_clear_error(method.attribute, kwargs, name, model=_HEAD_MODEL,
+                        label="HeadAblationClassifierEffect.attribute")
+
+
 # ----------------------------------------------------------------------------- the count
 
 
