@@ -7,6 +7,14 @@ JASPAR's CTCF motif. ``captum-genomics attribute`` runs the
 same attribution and outputs on your own model and FASTA file.
 ``captum-genomics validate`` runs the correctness gate of a method on your model
 and exits 0 when every check holds, 1 when one fails, 2 on a usage error.
+
+Every subcommand reports a user error (bad argument, unreadable input, refused
+output folder) as one line ``captum-genomics SUBCOMMAND: error: MESSAGE`` on
+stderr with exit status 2, Ctrl-C with status 130 and an unexpected error (a
+bug) with status 70; ``--debug`` shows the full traceback instead. Output
+folders are checked before the job starts, a folder holding an earlier run's
+results is refused without ``--overwrite``, and files appear only when a job
+succeeds (:mod:`captum_genomics._utils.outputs`). See ``docs/cli.md``.
 """
 
 from __future__ import annotations
@@ -14,18 +22,107 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
-__all__ = ["main", "build_parser", "load_model"]
+__all__ = ["main", "build_parser", "load_model", "CLIError", "EXIT_OK", "EXIT_FAILED",
+           "EXIT_USAGE", "EXIT_INTERNAL", "EXIT_INTERRUPTED"]
 
 DEFAULT_OUT = "captum_genomics_out"
+
+EXIT_OK = 0
+"""The job ran (``validate``: every check holds)."""
+EXIT_FAILED = 1
+"""``validate``: a check failed; ``attribute``/``deeplift --strict``: a pair is not additive."""
+EXIT_USAGE = 2
+"""A user error: a bad argument, an unreadable input, a refused output folder."""
+EXIT_INTERNAL = 70
+"""An unexpected error, probably a bug (``EX_SOFTWARE`` of sysexits.h)."""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C (128 + SIGINT, as shells report it)."""
 
 
 class CLIError(Exception):
     """A user error with a message that says what to fix."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line, exit status 2.
+
+    ``PROG: error: MESSAGE (see 'PROG --help')`` instead of argparse's usage
+    block followed by the error, so that every user error of the command
+    line, argparse's or ours, reads the same.
+    """
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _seed(text: str) -> int:
+    """``--random-state``: an integer in ``[0, 2**64)``, the range of every seed we take."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer in [0, 2**64), got {text!r}") from None
+    if not 0 <= value < 2**64:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**64), got {text!r}")
+    return value
+
+
+def _add_run_options(parser: argparse.ArgumentParser, writes_folder: bool = True) -> None:
+    """``--overwrite`` (for a subcommand that writes an output folder) and ``--debug``."""
+    if writes_folder:
+        parser.add_argument(
+            "--overwrite", action="store_true",
+            help="allow an --out folder that holds an earlier run's results: replace them and "
+                 "remove the files its summary.json lists (other files are never touched)")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, show the full Python traceback")
+
+
+def _check_out(args, names: Sequence[str]) -> None:
+    """Check ``--out`` before any work (:func:`~captum_genomics._utils.outputs.check_output_folder`)."""
+    from captum_genomics._utils.outputs import check_output_folder
+
+    check_output_folder(args.out, names, args.overwrite, option="--out",
+                        overwrite_option="--overwrite")
+
+
+def _check_finite(values, what: str, path) -> None:
+    """Raise :class:`CLIError` naming ``--h5ad`` when ``values`` holds NaN or infinity.
+
+    ``values``: a dense array or tensor, or a scipy sparse matrix (its stored
+    entries are checked; ``what`` says where it came from, e.g. ``adata.X``).
+    """
+    import numpy as np
+
+    if hasattr(values, "tocoo"):  # scipy sparse: only stored entries can be NaN
+        coo = values.tocoo()
+        bad = ~np.isfinite(coo.data) if coo.data.dtype.kind in "fc" else np.zeros(0, bool)
+        count = int(bad.sum())
+        first = (int(coo.row[bad][0]), int(coo.col[bad][0])) if count else None
+    else:
+        array = values.numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+        if array.dtype.kind not in "fc":
+            return
+        bad = ~np.isfinite(array)
+        count = int(bad.sum())
+        first = tuple(int(i) for i in np.argwhere(bad)[0]) if count else None
+    if count:
+        raise CLIError(
+            f"--h5ad: {os.fspath(path)!r} holds {count} NaN or infinite value(s) in {what} "
+            f"(first at cell {first[0]}, gene {first[1]}); remove or impute them first.")
+
+
+def _matrix_name(args) -> str:
+    """Which matrix of ``--h5ad`` is read: ``adata.X``, ``adata.raw.X`` or a layer."""
+    if args.use_raw:
+        return "adata.raw.X"
+    return f"adata.layers[{args.layer!r}]" if args.layer else "adata.X"
 
 
 def _positive_int(text: str) -> int:
@@ -48,7 +145,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="dinucleotide-shuffled references per sequence (default: 20)",
     )
     parser.add_argument(
-        "--random-state", type=int, default=0, help="seed of the shuffles (default: 0)"
+        "--random-state", type=_seed, default=0, help="seed of the shuffles (default: 0)"
     )
     parser.add_argument(
         "--batch-size", type=_positive_int, default=64,
@@ -61,12 +158,17 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-plot", action="store_true", help="do not write logo.png")
     parser.add_argument("--show-progress", "--progress", dest="show_progress",
                         action="store_true", help="show progress bars")
+    parser.add_argument(
+        "--strict", action="store_true",
+        help="exit with status 1 when any example-reference pair is not additive "
+             "(|convergence delta| > 1e-3); the files are written either way")
+    _add_run_options(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``captum-genomics`` (subcommands ``deeplift``, ``attribute``,
     ``fastshap``, ``heads``, ``validate``)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="captum-genomics",
         description=(
             "Attribution for genomics models. Without a subcommand, runs the "
@@ -136,7 +238,7 @@ def _add_fastshap(sub) -> None:
         help="FastSHAP over genes for a cell-type classifier (default: PBMCs, shipped MLP)",
         description=(
             "Fit FastSHAP (one player per gene) for a cell-type classifier and explain "
-            "held-out cells: per-class gene tables with 95%% CIs (gene_table.csv, "
+            "held-out cells: per-class gene tables with 95% CIs (gene_table.csv, "
             "top_genes.csv), plots, attributions.npz, fastshap.pt, summary.json. By default "
             "on scanpy's pbmc68k_reduced with the shipped classifier; with --h5ad, on your "
             "AnnData and model (MODULE:FACTORY + --weights). Needs captum-genomics[sc]."
@@ -144,9 +246,9 @@ def _add_fastshap(sub) -> None:
     )
     fs.add_argument("--out", type=Path, default=Path("captum_genomics_fastshap_out"),
                     help="output folder (default: ./captum_genomics_fastshap_out/)")
-    fs.add_argument("--random-state", type=int, default=0,
+    fs.add_argument("--random-state", type=_seed, default=0,
                     help="seed of FastSHAP's training (default: 0)")
-    fs.add_argument("--seed", type=int, dest="seed", default=None, help=argparse.SUPPRESS)
+    fs.add_argument("--seed", type=_seed, dest="seed", default=None, help=argparse.SUPPRESS)
     fs.add_argument("--max-epochs", type=_positive_int, default=40,
                     help="explainer training epochs (default: 40)")
     fs.add_argument("--n-samples", type=_positive_int, default=32,
@@ -173,9 +275,12 @@ def _add_fastshap(sub) -> None:
                     help="with --h5ad: obs column of the classes (sorted names = model outputs)")
     fs.add_argument("--use-raw", action="store_true", help="with --h5ad: read adata.raw.X")
     fs.add_argument("--layer", default=None, help="with --h5ad: read adata.layers[LAYER]")
+    _add_run_options(fs)
 
 
 def _run_fastshap(args) -> dict:
+    from captum_genomics.workflows.fastshap_pbmc import OUTPUT_FILES
+
     if not 0.0 <= args.gene_dropout < 1.0:
         raise CLIError(f"--gene-dropout must be in [0, 1), got {args.gene_dropout}.")
     if args.seed is not None:
@@ -186,15 +291,17 @@ def _run_fastshap(args) -> dict:
                   n_samples=args.n_samples,
                   objective=args.objective, gene_dropout=args.gene_dropout,
                   link=args.link, target=args.target, n_cells=args.n_cells, top_k=args.top_k,
-                  plot=not args.no_plot)
+                  plot=not args.no_plot, overwrite=args.overwrite)
     if args.h5ad is None:
         if args.model or args.weights or args.label_key or args.use_raw or args.layer:
             raise CLIError("--model/--weights/--label-key/--use-raw/--layer need --h5ad.")
+        _check_out(args, OUTPUT_FILES)
         from captum_genomics.workflows.fastshap_pbmc import run_fastshap_job
 
         return run_fastshap_job(args.out, **common)
     if args.model is None or args.label_key is None:
         raise CLIError("--h5ad needs --model MODULE:FACTORY and --label-key KEY.")
+    _check_out(args, OUTPUT_FILES)
     import numpy as np
 
     from captum_genomics.sc.inputs import anndata_matrix
@@ -209,6 +316,7 @@ def _run_fastshap(args) -> dict:
         matrix = anndata_matrix(adata, args.layer, args.use_raw, "--h5ad")
     except ValueError as err:
         raise CLIError(str(err)) from err
+    _check_finite(matrix, _matrix_name(args), args.h5ad)
     x = matrix.toarray() if hasattr(matrix, "toarray") else np.asarray(matrix)
     genes = adata.raw.var_names if args.use_raw else adata.var_names
     names = adata.obs[args.label_key].astype(str).to_numpy()
@@ -216,9 +324,14 @@ def _run_fastshap(args) -> dict:
     labels = np.array([label_names.index(c) for c in names], dtype=np.int64)
     model = load_model(args.model, args.weights)
     with torch.no_grad():
-        out = model(torch.as_tensor(x[:1], dtype=torch.float32))
-    if out.ndim != 2 or out.shape[1] != len(label_names):
-        raise CLIError(f"--model returns shape {tuple(out.shape)} but {args.label_key!r} has "
+        try:
+            out = model(torch.as_tensor(x[:1], dtype=torch.float32))
+        except Exception as err:
+            raise CLIError(f"--model: calling it on cells of shape (1, {x.shape[1]}) failed: "
+                           f"{type(err).__name__}: {err}") from err
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] != len(label_names):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise CLIError(f"--model returns shape {shape} but {args.label_key!r} has "
                        f"{len(label_names)} classes; expected (N, {len(label_names)}).")
     return run_fastshap_on_data(model, x.astype(np.float32), labels, list(genes), label_names,
                                 stratified_split(labels, random_state=0), args.out,
@@ -265,7 +378,7 @@ def _add_heads(sub) -> None:
                     help="permutations per test (default: ceil(heads x groups / alpha))")
     hd.add_argument("--alpha", type=_alpha, default=0.05,
                     help="significance level after BH correction (default: 0.05)")
-    hd.add_argument("--random-state", type=int, default=0,
+    hd.add_argument("--random-state", type=_seed, default=0,
                     help="seed of the permutations (default: 0)")
     hd.add_argument("--batch-size", type=_positive_int, default=None,
                     help="(variant, cell) rows per forward pass (default: library default)")
@@ -292,17 +405,22 @@ def _add_heads(sub) -> None:
                     help="with --h5ad: neighbours per cell (default: all of the graph's)")
     hd.add_argument("--use-raw", action="store_true", help="with --h5ad: read adata.raw.X")
     hd.add_argument("--layer", default=None, help="with --h5ad: read adata.layers[LAYER]")
+    _add_run_options(hd)
 
 
 def _run_heads(args) -> dict:
+    from captum_genomics.workflows.head_ablation_pbmc import OUTPUT_FILES
+
     common = dict(ablation=args.ablation, mode=args.mode, n_permutations=args.n_permutations,
                   alpha=args.alpha, random_state=args.random_state, batch_size=args.batch_size,
-                  top_k=args.top_k, plot=not args.no_plot, show_progress=args.show_progress)
+                  top_k=args.top_k, plot=not args.no_plot, show_progress=args.show_progress,
+                  overwrite=args.overwrite)
     if args.h5ad is None:
         if (args.model or args.weights or args.label_key or args.use_raw or args.layer
                 or args.attention or args.k or args.graph_key != "distances"):
             raise CLIError("--model/--weights/--attention/--label-key/--graph-key/--k/"
                            "--use-raw/--layer need --h5ad.")
+        _check_out(args, OUTPUT_FILES)
         from captum_genomics.workflows.head_ablation_pbmc import run_head_ablation_job
 
         return run_head_ablation_job(args.out, cells=args.cells, **common)
@@ -311,13 +429,20 @@ def _run_heads(args) -> dict:
     if args.cells != "all":
         raise CLIError("--cells selects cells of the default PBMC job; with --h5ad every cell "
                        "is used (subset your AnnData instead).")
+    _check_out(args, OUTPUT_FILES)
     import numpy as np
 
     from captum_genomics.heads import UnsupportedAttentionError
+    from captum_genomics.sc.inputs import anndata_matrix
     from captum_genomics.sc.neighbours import neighbour_inputs
     from captum_genomics.workflows.head_ablation_pbmc import run_head_ablation_on_data
 
     adata = _read_h5ad(args.h5ad)
+    try:
+        matrix = anndata_matrix(adata, args.layer, args.use_raw, "--h5ad")
+    except ValueError as err:
+        raise CLIError(str(err)) from err
+    _check_finite(matrix, _matrix_name(args), args.h5ad)
     try:
         data = neighbour_inputs(adata, k=args.k, label_key=args.label_key,
                                 use_raw=args.use_raw,
@@ -359,7 +484,7 @@ def _add_validate(sub) -> None:
             "(captum:DeepLiftShap, captum:DeepLift, captum:IntegratedGradients, "
             "tangermeme:deep_lift_shap, shap:DeepExplainer), check that tool's completeness "
             "on your model. Exit status: 0 when every check holds, 1 when one fails, 2 on a "
-            "usage error."
+            "usage error (130 on Ctrl-C, 70 on an internal error)."
         ),
     )
     va.add_argument("--model", required=True, metavar="MODULE_OR_FILE:NAME",
@@ -389,7 +514,7 @@ def _add_validate(sub) -> None:
                     help="compare attributions with the baseline stored in DIR")
     va.add_argument("--update-baseline", action="store_true",
                     help="(re)write the baseline in --baseline DIR")
-    va.add_argument("--random-state", type=int, default=0,
+    va.add_argument("--random-state", type=_seed, default=0,
                     help="seed of the random inputs and references (default: 0)")
     va.add_argument("--n-examples", type=_positive_int, default=None,
                     help="examples checked (default: 4; with --groups: every cell)")
@@ -405,6 +530,10 @@ def _add_validate(sub) -> None:
     heads.add_argument("--forward-args", type=Path, default=None, metavar="FILE",
                        help=".npz of additional forward arguments with first axis N, in the "
                             "order arr_0, arr_1, ... (np.savez)")
+    va.add_argument("--overwrite", action="store_true",
+                    help="replace an existing --json/--junit-xml file that is not a report of "
+                         "this command (an earlier report is always replaced)")
+    _add_run_options(va, writes_folder=False)
 
 
 def _npy(path: Path, option: str):
@@ -454,7 +583,8 @@ def _run_validate(args) -> int:
             device=args.device, dtype=args.dtype, json_path=args.json,
             junit_path=args.junit_xml, baseline=args.baseline,
             update_baseline=args.update_baseline, random_state=args.random_state,
-            n_examples=n_examples, n_references=args.n_references, verbose=True)
+            n_examples=n_examples, n_references=args.n_references, verbose=True,
+            overwrite=args.overwrite)
     except ValidationUsageError as err:
         raise CLIError(" ".join(str(err).splitlines())) from err
     return 0 if report.passed else 1
@@ -498,8 +628,13 @@ def load_model(spec: str, weights: str | os.PathLike | None = None) -> torch.nn.
 def _run_attribute(args) -> dict:
     from captum_genomics.seq.io import one_hot_encode, read_fasta
     from captum_genomics.seq.motifs import load_jaspar
-    from captum_genomics.workflows.deeplift_ctcf import run_attribution_job
+    from captum_genomics.workflows.deeplift_ctcf import (
+        OUTPUT_FILES,
+        run_attribution_job,
+        sequence_composition,
+    )
 
+    _check_out(args, OUTPUT_FILES)
     model = load_model(args.model, args.weights)
     try:
         names, seqs = read_fasta(args.fasta)
@@ -518,6 +653,11 @@ def _run_attribute(args) -> dict:
             f"{first} bp but {names[i]!r} has {len(seqs[i])} bp "
             f"({len(lengths)} different lengths in the file). Trim or pad them first."
         )
+    composition = sequence_composition(seqs)
+    if composition["n_all_n"] == len(seqs):
+        raise CLIError(
+            f"--fasta: all {len(seqs)} record(s) used from {os.fspath(args.fasta)!r} are all "
+            "N (no A, C, G or T): there is nothing to attribute.")
     one_hot = one_hot_encode(seqs)
     motif = None
     if args.motif is not None:
@@ -537,7 +677,14 @@ def _run_attribute(args) -> dict:
                 f"({one_hot.shape[-1]} bp)."
             )
     with torch.no_grad():
-        out = model(one_hot[:1])
+        try:
+            out = model(one_hot[:1])
+        except Exception as err:
+            raise CLIError(f"--model: calling it on one-hot sequences of shape "
+                           f"{tuple(one_hot[:1].shape)} failed: {type(err).__name__}: "
+                           f"{err}") from err
+    if not isinstance(out, torch.Tensor):
+        raise CLIError(f"--model returns {type(out).__name__}; expected a tensor (N, T).")
     n_out = out.shape[1] if out.ndim > 1 else 1
     if not -n_out <= args.target < n_out:
         raise CLIError(f"--target {args.target} is out of range: the model has {n_out} output(s).")
@@ -546,7 +693,80 @@ def _run_attribute(args) -> dict:
         n_references=args.n_references, random_state=args.random_state,
         batch_size=args.batch_size, motif=motif, plot=not args.no_plot,
         show_progress=args.show_progress, label=f"sequences of {args.fasta.name}",
+        overwrite=args.overwrite, composition=composition,
     )
+
+
+def _run_deeplift(args) -> dict:
+    from captum_genomics.workflows.deeplift_ctcf import OUTPUT_FILES, run_ctcf_job
+
+    _check_out(args, OUTPUT_FILES)
+    return run_ctcf_job(
+        args.out, model=args.zoo_model,
+        n_references=args.n_references, random_state=args.random_state,
+        n_examples=args.n_examples, batch_size=args.batch_size,
+        plot=not args.no_plot, show_progress=args.show_progress, overwrite=args.overwrite,
+    )
+
+
+def _strict_status(args, summary) -> int:
+    """``--strict``: 1 (and a line on stderr) when a pair is not additive, else 0."""
+    from captum_genomics.workflows.deeplift_ctcf import nonadditive_pairs
+
+    bad = nonadditive_pairs(summary) if isinstance(summary, dict) else 0
+    if not (args.strict and bad):
+        return EXIT_OK
+    total = summary["n_pairs"] + summary.get("controls", {}).get("n_pairs", 0)
+    print(f"captum-genomics {args.command}: --strict: {bad} of {total} example-reference "
+          f"pairs are not additive (|delta| > {summary['delta_threshold']:g}); the files "
+          f"are in {os.fspath(args.out)}/.", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _dispatch(args) -> int:
+    if args.command == "validate":
+        return _run_validate(args)
+    if args.command == "attribute":
+        return _strict_status(args, _run_attribute(args))
+    if args.command == "fastshap":
+        _run_fastshap(args)
+        return EXIT_OK
+    if args.command == "heads":
+        _run_heads(args)
+        return EXIT_OK
+    return _strict_status(args, _run_deeplift(args))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def _message(err: BaseException) -> str:
+    """A user error as one line; OSError as 'reason: path'."""
+    if isinstance(err, OSError) and err.strerror and err.filename is not None:
+        text = f"{err.strerror}: {os.fspath(err.filename)!r}"
+        if err.filename2 is not None:
+            text += f" -> {os.fspath(err.filename2)!r}"
+        return text
+    return _one_line(err) or type(err).__name__
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions reported as user errors (exit status 2)."""
+    from captum_genomics.deeplift.rules.base import UnsupportedOperationError
+
+    return (CLIError, ValueError, TypeError, OSError, UnsupportedOperationError)
+
+
+def _show_warning(prog: str):
+    """``warnings.showwarning`` printing ``PROG: warning: Category: message`` on one line."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        stream = sys.stderr if file is None else file
+        try:
+            stream.write(f"{prog}: warning: {category.__name__}: {_one_line(message)}\n")
+        except OSError:  # pragma: no cover - stderr closed
+            pass
+    return show
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -560,37 +780,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        0 on success; for ``validate``, 1 when a check fails. User errors
-        print ``captum-genomics: error: ...`` to stderr and exit with status 2
-        (``SystemExit``), as argparse does.
+        :data:`EXIT_OK` (0) on success; :data:`EXIT_FAILED` (1) when a
+        ``validate`` check fails, or with ``--strict`` when an
+        example-reference pair is not additive.
+
+    Raises
+    ------
+    SystemExit
+        With one line ``captum-genomics SUBCOMMAND: ...`` on stderr and no
+        traceback: status :data:`EXIT_USAGE` (2) for a user error (a bad
+        argument, an unreadable or invalid input file, a refused output
+        folder, argparse's own errors included), :data:`EXIT_INTERRUPTED`
+        (130) for Ctrl-C, :data:`EXIT_INTERNAL` (70) for any other exception
+        (probably a bug). With ``--debug`` the exception propagates instead,
+        with its traceback. In every case nothing is left under a final
+        output name: a job's files appear only when it succeeds.
     """
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["deeplift", *argv]
     args = parser.parse_args(argv)
-    status = 0
+    prog = f"captum-genomics {args.command}"
+    debug = getattr(args, "debug", False)
     try:
-        if args.command == "validate":
-            status = _run_validate(args)
-        elif args.command == "attribute":
-            _run_attribute(args)
-        elif args.command == "fastshap":
-            _run_fastshap(args)
-        elif args.command == "heads":
-            _run_heads(args)
-        else:
-            from captum_genomics.workflows.deeplift_ctcf import run_ctcf_job
-
-            run_ctcf_job(
-                args.out, model=args.zoo_model,
-                n_references=args.n_references, random_state=args.random_state,
-                n_examples=args.n_examples, batch_size=args.batch_size,
-                plot=not args.no_plot, show_progress=args.show_progress,
-            )
-    except CLIError as err:
-        parser.error(str(err))
-    return status
+        with warnings.catch_warnings():
+            if not debug:
+                warnings.showwarning = _show_warning(prog)
+            return _dispatch(args)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{prog}: interrupted; no output was written (a job's files appear only "
+              "when it completes).", file=sys.stderr)
+        raise SystemExit(EXIT_INTERRUPTED) from None
+    except Exception as err:
+        if debug:
+            raise
+        if isinstance(err, _user_errors()):
+            hint = "" if isinstance(err, (CLIError, OSError)) else " (--debug for the traceback)"
+            print(f"{prog}: error: {_message(err)}{hint}", file=sys.stderr)
+            raise SystemExit(EXIT_USAGE) from None
+        first = _one_line(err)[:300]
+        print(f"{prog}: internal error: {type(err).__name__}{': ' + first if first else ''}; "
+              "this is probably a bug in captum-genomics: rerun with --debug for the "
+              "traceback and report it.", file=sys.stderr)
+        raise SystemExit(EXIT_INTERNAL) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,7 +8,12 @@ What it does, in order:
 2. projects them onto the observed bases (contributions);
 3. writes ``ohe.npz`` + ``shap.npz`` (the inputs of tfmodisco-lite's
    ``modisco motifs``), ``contributions.npz``, ``windows.tsv`` (one row per
-   sequence), ``summary.json`` and ``logo.png``;
+   sequence), ``summary.json`` and ``logo.png``: the output folder is checked
+   before step 1 and the files are staged and moved into place together when
+   the job succeeds, ``summary.json`` last
+   (:class:`~captum_genomics._utils.outputs.OutputFolder`); the summary counts
+   the non-ACGT characters encoded as N and the example-reference pairs that
+   are not additive;
 4. with a motif: checks, per sequence, whether the highest-attribution window
    (width = motif width, sliding sum of contributions over positions) overlaps
    the best PWM match (both strands), and compares that fraction with the same
@@ -34,7 +39,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from captum_genomics.seq.io import one_hot_encode
+from captum_genomics._utils.outputs import OutputFolder
+from captum_genomics.seq.io import ALPHABET, one_hot_encode
 from captum_genomics.seq.modisco import modisco_command, save_modisco_inputs, save_npz
 from captum_genomics.seq.motifs import Motif, scan_best_match
 
@@ -45,6 +51,10 @@ __all__ = [
     "windows_overlap",
     "chance_overlap",
     "motif_overlap",
+    "nonadditive_pairs",
+    "sequence_composition",
+    "OUTPUT_FILES",
+    "DELTA_THRESHOLD",
     "run_attribution_job",
     "run_ctcf_job",
 ]
@@ -315,6 +325,127 @@ def _save_logo(path: Path, result: AttributionResult, names, motif: Motif | None
 
 _OVERLAP_KEYS = ("n_overlap", "n", "fraction", "ci95", "chance", "median_motif_score")
 
+OUTPUT_FILES = ("ohe.npz", "shap.npz", "contributions.npz", "windows.tsv", "summary.json",
+                "controls_ohe.npz", "controls_contributions.npz", "logo.png")
+"""Every file :func:`run_attribution_job` may write (``summary.json`` is written last)."""
+
+DELTA_THRESHOLD = 1e-3
+"""An example-reference pair whose ``|convergence delta|`` exceeds it (or is NaN) is
+counted as not additive: ShuffleDeepLiftShap's default ``warning_threshold``."""
+
+
+def sequence_composition(sequences: Sequence[str] | Tensor) -> dict:
+    """Count what one-hot encoding turns into ``N`` (all-zero columns).
+
+    Parameters
+    ----------
+    sequences : sequence of str, or Tensor of shape (N, 4, L)
+        The sequences as text (every character other than ``ACGT``/``acgt``
+        counts), or already one-hot (every all-zero column counts; which
+        characters they were is then unknown).
+
+    Returns
+    -------
+    dict
+        ``n_records``; ``n_all_n``: records without a single A/C/G/T base;
+        ``n_records_with_n``: records with at least one non-ACGT character;
+        ``n_non_acgt``: those characters in all, each encoded as an all-zero
+        column; ``n_other``: of them, the characters other than ``N``/``n``
+        (IUPAC ambiguity codes such as ``R`` or ``Y``, gaps, anything else),
+        None for one-hot input; ``other_characters``: those characters
+        (uppercased) and their counts, most frequent first (``{}`` for
+        one-hot input).
+    """
+    if isinstance(sequences, Tensor):
+        unknown = sequences.detach().sum(dim=1) == 0  # (N, L)
+        per_record = unknown.sum(dim=1)
+        return {
+            "n_records": int(unknown.shape[0]),
+            "n_all_n": int((per_record == unknown.shape[1]).sum()),
+            "n_records_with_n": int((per_record > 0).sum()),
+            "n_non_acgt": int(per_record.sum()),
+            "n_other": None,
+            "other_characters": {},
+        }
+    n_all_n = n_with = n_non = n_other = 0
+    other: dict[str, int] = {}
+    for seq in sequences:
+        upper = seq.upper()
+        non = len(upper) - sum(upper.count(base) for base in ALPHABET)
+        if non:
+            n_with += 1
+            n_non += non
+            n_all_n += non == len(upper)
+            rest = non - upper.count("N")
+            if rest:
+                n_other += rest
+                for char in upper:
+                    if char not in "ACGTN":
+                        other[char] = other.get(char, 0) + 1
+    return {
+        "n_records": len(sequences),
+        "n_all_n": n_all_n,
+        "n_records_with_n": n_with,
+        "n_non_acgt": n_non,
+        "n_other": n_other,
+        "other_characters": dict(sorted(other.items(), key=lambda kv: (-kv[1], kv[0]))),
+    }
+
+
+def _composition_line(composition: dict, label: str) -> str | None:
+    """The report's line on N and IUPAC characters; None when every base is A/C/G/T."""
+    if not composition["n_non_acgt"]:
+        return None
+    line = (f"input: {composition['n_non_acgt']} non-ACGT characters in "
+            f"{composition['n_records_with_n']} of {composition['n_records']} {label}, "
+            "encoded as N (all-zero columns)")
+    if composition.get("n_other"):
+        chars = list(composition["other_characters"].items())
+        shown = ", ".join(f"{c!r} x{k}" for c, k in chars[:6]) + (", ..." if len(chars) > 6
+                                                                  else "")
+        line += f"; {composition['n_other']} of them IUPAC codes or other characters ({shown})"
+    if composition["n_all_n"]:
+        line += (f"; {composition['n_all_n']} of them all N, kept with zero contributions "
+                 "(every shuffle of such a sequence equals it)")
+    return line
+
+
+def _additivity(delta: Tensor, threshold: float) -> dict:
+    """Pairs counted, and those over ``threshold`` (NaN counts as over)."""
+    within = delta.detach().abs() <= threshold
+    return {"n_pairs": int(within.numel()), "n_nonadditive_pairs": int((~within).sum())}
+
+
+def _additivity_line(summary: dict, label: str) -> str:
+    threshold = summary["delta_threshold"]
+    parts = [(label, summary)]
+    if "controls" in summary:
+        parts.append(("controls", summary["controls"]))
+    if not any(p["n_nonadditive_pairs"] for _, p in parts):
+        total = sum(p["n_pairs"] for _, p in parts)
+        return f"additivity: all {total} example-reference pairs have |delta| <= {threshold:g}"
+    counts = "; ".join(f"{p['n_nonadditive_pairs']} of {p['n_pairs']} ({what})"
+                       for what, p in parts)
+    return (f"additivity: {counts} example-reference pairs are not additive "
+            f"(|delta| > {threshold:g}): their attributions do not add up to the change in "
+            "output; check the model with 'captum-genomics validate'")
+
+
+def nonadditive_pairs(summary: dict) -> int:
+    """Example-reference pairs over the delta threshold in a job's summary, controls included.
+
+    Parameters
+    ----------
+    summary : dict
+        As returned by :func:`run_attribution_job`.
+
+    Returns
+    -------
+    int
+    """
+    return int(summary.get("n_nonadditive_pairs", 0)) + int(
+        summary.get("controls", {}).get("n_nonadditive_pairs", 0))
+
 
 def _fmt_overlap(label: str, ov: dict) -> str:
     lo, hi = ov["ci95"]
@@ -341,6 +472,8 @@ def run_attribution_job(
     verbose: bool = True,
     label: str = "sequences",
     model_name: str | None = None,
+    overwrite: bool = False,
+    composition: dict | None = None,
 ) -> dict:
     """Attribute sequences, write the output files, summarise.
 
@@ -349,12 +482,16 @@ def run_attribution_job(
     model
         Maps ``(N, 4, L)`` one-hot to ``(N, T)``; put in eval mode here.
     one_hot
-        Shape=(N, 4, L), float one-hot in ``ACGT`` order.
+        Shape=(N, 4, L), float one-hot in ``ACGT`` order (all-zero columns
+        for ``N``).
     out_dir
-        Output folder, created if needed. Written: ``ohe.npz``, ``shap.npz``
-        (hypothetical contributions), ``contributions.npz``, ``windows.tsv``,
-        ``summary.json``, and ``logo.png`` when ``plot``; with controls also
-        ``controls_ohe.npz`` and ``controls_contributions.npz``.
+        Output folder, created if needed. Written (see :data:`OUTPUT_FILES`):
+        ``ohe.npz``, ``shap.npz`` (hypothetical contributions),
+        ``contributions.npz``, ``windows.tsv``, ``summary.json``, and
+        ``logo.png`` when ``plot``; with controls also ``controls_ohe.npz``
+        and ``controls_contributions.npz``. The folder is checked before the
+        attribution starts and the files appear only when the job succeeds,
+        ``summary.json`` last (:class:`~captum_genomics._utils.outputs.OutputFolder`).
     names
         One label per sequence. Default ``seq0, seq1, ...``.
     target
@@ -363,7 +500,8 @@ def run_attribution_job(
         Dinucleotide shuffles per sequence. Default 20.
     random_state
         Seed of the references; the shuffled controls use ``random_state + 1``
-        for themselves and ``random_state`` for their references. Default 0.
+        (modulo ``2**64``) for themselves and ``random_state`` for their
+        references. Default 0.
     batch_size
         Example-reference pairs per batch. Default 64.
     motif
@@ -386,14 +524,26 @@ def run_attribution_job(
     model_name
         What the model is, recorded as ``summary["model"]`` and printed.
         Default: the model's class name.
+    overwrite
+        Allow an ``out_dir`` that holds an earlier run's results: its files
+        are replaced, and those its ``summary.json`` lists that this run does
+        not write are removed. Other files are never touched. Default False.
+    composition
+        :func:`sequence_composition` of the sequences as text (what the
+        command line reads from the FASTA file), recorded as
+        ``summary["composition"]``. Default: counted from ``one_hot``
+        (all-zero columns; no breakdown of the characters).
 
     Returns
     -------
     dict
         The content of ``summary.json``: the model (``"model"``, and its
         class, ``"model_class"``), counts, settings, timings, median absolute
-        convergence delta, file names, and with a motif the ``"overlap"``
-        (and ``"controls"``) statistics.
+        convergence delta, the input's ``"composition"``, ``"n_pairs"`` and
+        ``"n_nonadditive_pairs"`` (pairs with ``|delta| >``
+        ``"delta_threshold"``, :data:`DELTA_THRESHOLD`; also under
+        ``"controls"``), file names, and with a motif the ``"overlap"`` (and
+        ``"controls"``) statistics; plus ``"report"`` (the printed text).
 
     Raises
     ------
@@ -401,109 +551,126 @@ def run_attribution_job(
         If ``names`` does not have one entry per sequence; errors of
         :class:`~captum_genomics.ShuffleDeepLiftShap` (e.g. inputs not one-hot)
         pass through.
+    FileExistsError, NotADirectoryError, PermissionError
+        If ``out_dir`` holds an earlier run's results (without ``overwrite``),
+        is a file, or is not writable; raised before any computation.
     """
     from captum_genomics.references import dinucleotide_shuffle
 
     t0 = time.perf_counter()
-    model.eval()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     n, _, length = one_hot.shape
     names = [f"seq{i}" for i in range(n)] if names is None else list(names)
     if len(names) != n:
         raise ValueError(f"`names` has {len(names)} entries for {n} sequences; give one per sequence.")
     if controls is None:
         controls = motif is not None
+    if composition is None:
+        composition = sequence_composition(one_hot)
 
-    result = attribute_sequences(
-        model, one_hot, target=target, n_references=n_references,
-        random_state=random_state, batch_size=batch_size, show_progress=show_progress,
-    )
-    ohe_path, shap_path = save_modisco_inputs(out_dir, one_hot, result.hypothetical)
-    save_npz(out_dir / "contributions.npz", result.contributions)
-    model_class = type(model).__name__
-    model_name = model_class if model_name is None else str(model_name)
-    summary: dict = {
-        "model": model_name,
-        "model_class": model_class,
-        "n_sequences": n,
-        "length": length,
-        "target": target,
-        "n_references": n_references,
-        "random_state": random_state,
-        "references": "dinucleotide shuffles of each sequence",
-        "method": "ShuffleDeepLiftShap",
-        "median_abs_convergence_delta": float(result.delta.abs().median()),
-        "max_abs_convergence_delta": float(result.delta.abs().max()),
-        "mean_output": float(result.outputs.mean()),
-    }
-    lines = [
-        (f"ShuffleDeepLiftShap on {n} {label} (L={length}, target {target}, "
-         f"{n_references} dinucleotide-shuffled references each)"),
-        f"model: {model_name}" + (f" ({model_class})" if model_class != model_name else ""),
-    ]
-    overlap = None
-    if motif is not None:
-        overlap = motif_overlap(result, motif)
-        summary["motif"] = {"id": motif.id, "name": motif.name, "width": motif.width}
-        summary["overlap"] = {k: overlap[k] for k in _OVERLAP_KEYS}
-        lines.append(
-            f"top-attribution {motif.width}-bp window overlaps the best {motif.id} "
-            f"({motif.name}) match, both strands:"
-        )
-        lines.append(_fmt_overlap(label, overlap))
-    if controls:
-        shuffled = dinucleotide_shuffle(one_hot, n_references=1, random_state=random_state + 1)[:, 0]
-        shuffled = shuffled.to(one_hot.dtype)
-        ctrl = attribute_sequences(
-            model, shuffled, target=target, n_references=n_references,
+    with OutputFolder(out_dir, OUTPUT_FILES, overwrite=overwrite) as out:
+        model.eval()
+        result = attribute_sequences(
+            model, one_hot, target=target, n_references=n_references,
             random_state=random_state, batch_size=batch_size, show_progress=show_progress,
         )
-        save_npz(out_dir / "controls_ohe.npz", shuffled)
-        save_npz(out_dir / "controls_contributions.npz", ctrl.contributions)
-        summary["controls"] = {
-            "what": "one dinucleotide shuffle per sequence (seed random_state + 1), attributed the same way",
-            "median_abs_convergence_delta": float(ctrl.delta.abs().median()),
-            "mean_output": float(ctrl.outputs.mean()),
+        save_modisco_inputs(out.staging, one_hot, result.hypothetical)
+        save_npz(out.staged("contributions.npz"), result.contributions)
+        model_class = type(model).__name__
+        model_name = model_class if model_name is None else str(model_name)
+        summary: dict = {
+            "model": model_name,
+            "model_class": model_class,
+            "n_sequences": n,
+            "length": length,
+            "target": target,
+            "n_references": n_references,
+            "random_state": random_state,
+            "references": "dinucleotide shuffles of each sequence",
+            "method": "ShuffleDeepLiftShap",
+            "median_abs_convergence_delta": float(result.delta.abs().median()),
+            "max_abs_convergence_delta": float(result.delta.abs().max()),
+            "mean_output": float(result.outputs.mean()),
+            "delta_threshold": DELTA_THRESHOLD,
+            **_additivity(result.delta, DELTA_THRESHOLD),
+            "composition": composition,
         }
+        lines = [
+            (f"ShuffleDeepLiftShap on {n} {label} (L={length}, target {target}, "
+             f"{n_references} dinucleotide-shuffled references each)"),
+            f"model: {model_name}" + (f" ({model_class})" if model_class != model_name else ""),
+        ]
+        composition_line = _composition_line(composition, label)
+        if composition_line is not None:
+            lines.append(composition_line)
+        overlap = None
         if motif is not None:
-            c_ov = motif_overlap(ctrl, motif)
-            summary["controls"]["overlap"] = {k: c_ov[k] for k in _OVERLAP_KEYS}
-            lines.append(_fmt_overlap("shuffled controls", c_ov))
+            overlap = motif_overlap(result, motif)
+            summary["motif"] = {"id": motif.id, "name": motif.name, "width": motif.width}
+            summary["overlap"] = {k: overlap[k] for k in _OVERLAP_KEYS}
+            lines.append(
+                f"top-attribution {motif.width}-bp window overlaps the best {motif.id} "
+                f"({motif.name}) match, both strands:"
+            )
+            lines.append(_fmt_overlap(label, overlap))
+        if controls:
+            shuffled = dinucleotide_shuffle(one_hot, n_references=1,
+                                            random_state=(random_state + 1) % 2**64)[:, 0]
+            shuffled = shuffled.to(one_hot.dtype)
+            ctrl = attribute_sequences(
+                model, shuffled, target=target, n_references=n_references,
+                random_state=random_state, batch_size=batch_size, show_progress=show_progress,
+            )
+            save_npz(out.staged("controls_ohe.npz"), shuffled)
+            save_npz(out.staged("controls_contributions.npz"), ctrl.contributions)
+            summary["controls"] = {
+                "what": "one dinucleotide shuffle per sequence (seed random_state + 1), attributed the same way",
+                "median_abs_convergence_delta": float(ctrl.delta.abs().median()),
+                "mean_output": float(ctrl.outputs.mean()),
+                **_additivity(ctrl.delta, DELTA_THRESHOLD),
+            }
+            if motif is not None:
+                c_ov = motif_overlap(ctrl, motif)
+                summary["controls"]["overlap"] = {k: c_ov[k] for k in _OVERLAP_KEYS}
+                lines.append(_fmt_overlap("shuffled controls", c_ov))
+            lines.append(
+                f"mean model output: {summary['mean_output']:.3g} ({label}), "
+                f"{summary['controls']['mean_output']:.3g} (shuffled controls)"
+            )
         lines.append(
-            f"mean model output: {summary['mean_output']:.3g} ({label}), "
-            f"{summary['controls']['mean_output']:.3g} (shuffled controls)"
+            f"median |convergence delta|: {summary['median_abs_convergence_delta']:.2e}"
+            + (
+                f" ({label}), {summary['controls']['median_abs_convergence_delta']:.2e} (controls)"
+                if controls else ""
+            )
+            + f"; max {summary['max_abs_convergence_delta']:.2e}"
         )
-    lines.append(
-        f"median |convergence delta|: {summary['median_abs_convergence_delta']:.2e}"
-        + (
-            f" ({label}), {summary['controls']['median_abs_convergence_delta']:.2e} (controls)"
-            if controls else ""
-        )
-        + f"; max {summary['max_abs_convergence_delta']:.2e}"
-    )
-    _write_table(out_dir / "windows.tsv", names, result, overlap)
-    files = ["ohe.npz", "shap.npz", "contributions.npz", "windows.tsv", "summary.json"]
-    if controls:
-        files += ["controls_ohe.npz", "controls_contributions.npz"]
-    if plot:
-        try:
-            from captum_genomics.seq.plot import require_plotting
+        lines.append(_additivity_line(summary, label))
+        _write_table(out.staged("windows.tsv"), names, result, overlap)
+        files = ["ohe.npz", "shap.npz", "contributions.npz", "windows.tsv", "summary.json"]
+        if controls:
+            files += ["controls_ohe.npz", "controls_contributions.npz"]
+        if plot:
+            try:
+                from captum_genomics.seq.plot import require_plotting
 
-            require_plotting()
-        except ImportError as err:
-            lines.append(f"logo.png skipped: {err}")
-        else:
-            idx = _save_logo(out_dir / "logo.png", result, names, motif, overlap)
-            summary["logo_sequence"] = names[idx]
-            files.append("logo.png")
-    summary["files"] = files
-    summary["modisco_command"] = modisco_command(ohe_path, shap_path, length)
-    summary["seconds"] = round(time.perf_counter() - t0, 2)
-    with open(out_dir / "summary.json", "w", encoding="utf-8") as handle:
-        json.dump(summary, handle, indent=1, default=float)
-        handle.write("\n")
+                require_plotting()
+            except ImportError as err:
+                lines.append(f"logo.png skipped: {err}")
+            else:
+                idx = _save_logo(out.staged("logo.png"), result, names, motif, overlap)
+                summary["logo_sequence"] = names[idx]
+                files.append("logo.png")
+        summary["files"] = files
+        summary["modisco_command"] = modisco_command(out.final("ohe.npz"),
+                                                     out.final("shap.npz"), length)
+        summary["seconds"] = round(time.perf_counter() - t0, 2)
+        with open(out.staged("summary.json"), "w", encoding="utf-8") as handle:
+            json.dump(summary, handle, indent=1, default=float)
+            handle.write("\n")
     lines.append(f"wrote {', '.join(files)} to {out_dir}/ in {summary['seconds']:.1f} s")
+    if out.removed:
+        lines.append(f"removed the earlier run's {', '.join(out.removed)}")
     lines.append(f"motif discovery: {summary['modisco_command']}")
     summary["report"] = "\n".join(lines)
     if verbose:
@@ -549,6 +716,7 @@ def run_ctcf_job(
     plot: bool = True,
     show_progress: bool = False,
     verbose: bool = True,
+    overwrite: bool = False,
 ) -> dict:
     """The default job: attribute held-out CTCF peaks, check against JASPAR CTCF.
 
@@ -584,6 +752,9 @@ def run_ctcf_job(
         tqdm bars. Default False.
     verbose
         Print the summary. Default True.
+    overwrite
+        Replace an earlier run's results in ``out_dir`` (see
+        :func:`run_attribution_job`). Default False.
 
     Returns
     -------
@@ -598,6 +769,8 @@ def run_ctcf_job(
         or ``n_examples < 1``.
     TypeError
         If ``model`` is neither a string, ``None`` nor an ``nn.Module``.
+    FileExistsError, NotADirectoryError, PermissionError
+        As :func:`run_attribution_job`, before any computation.
     """
     from captum_genomics.seq.datasets import load_ctcf_motif, load_ctcf_peaks
     from captum_genomics.zoo.ctcf import ctcf_split
@@ -625,5 +798,5 @@ def run_ctcf_job(
         model, one_hot, out_dir, names=names, target=0, n_references=n_references,
         random_state=random_state, batch_size=batch_size, motif=load_ctcf_motif(),
         controls=True, plot=plot, show_progress=show_progress, verbose=verbose, label=label,
-        model_name=model_name,
+        model_name=model_name, overwrite=overwrite,
     )

@@ -21,7 +21,10 @@ What :func:`run_fastshap_job` does, in order:
    CI, rank; :func:`captum_genomics.stats.attribution_table`),
    ``top_genes.csv`` (top positive and negative genes per class, known markers
    flagged), ``attributions.npz``, ``fastshap.pt`` (:meth:`FastSHAP.save`),
-   ``summary.json``, ``top_genes.png`` and ``stacked_contributions.png``;
+   ``summary.json``, ``top_genes.png`` and ``stacked_contributions.png``
+   (the output folder is checked before step 2; the files are staged and moved
+   into place together when the job succeeds, ``summary.json`` last:
+   :class:`~captum_genomics._utils.outputs.OutputFolder`);
 5. prints a summary: per class the top genes and which are known markers
    (:data:`PBMC_MARKERS`), the efficiency gap and the fit time.
 
@@ -41,8 +44,14 @@ import numpy as np
 import torch
 
 from captum_genomics._utils.deprecation import MISSING, renamed_keyword
+from captum_genomics._utils.outputs import OutputFolder
 
-__all__ = ["PBMC_MARKERS", "MARKER_SOURCE", "run_fastshap_on_data", "run_fastshap_job"]
+__all__ = ["PBMC_MARKERS", "MARKER_SOURCE", "OUTPUT_FILES", "run_fastshap_on_data",
+           "run_fastshap_job"]
+
+OUTPUT_FILES = ("gene_table.csv", "top_genes.csv", "attributions.npz", "fastshap.pt",
+                "summary.json", "top_genes.png", "stacked_contributions.png")
+"""Every file :func:`run_fastshap_on_data` may write (``summary.json`` is written last)."""
 
 _T = ["CD3D", "CD3E", "IL7R"]
 _CD8 = ["CD8A", "CD8B", "CD3D", "CD3E"]
@@ -96,6 +105,7 @@ def run_fastshap_on_data(
     plot: bool = True,
     verbose: bool = True,
     label: str = "cells",
+    overwrite: bool = False,
     *,
     seed: Any = MISSING,
 ) -> dict:
@@ -114,7 +124,8 @@ def run_fastshap_on_data(
     split
         ``"train"``, ``"validation"``, ``"test"`` cell indices.
     out_dir
-        Output folder (created).
+        Output folder (created), checked before the fit; the files appear
+        only when the job succeeds (:data:`OUTPUT_FILES`).
     random_state
         Seeds the explainer's initialization and training. Default 0.
     max_epochs
@@ -150,6 +161,10 @@ def run_fastshap_on_data(
         Print the report. Default True.
     label
         What the cells are, for the report.
+    overwrite
+        Allow an ``out_dir`` that holds an earlier run's results: its files
+        are replaced, and those its ``summary.json`` lists that this run does
+        not write are removed. Other files are never touched. Default False.
     seed
         Deprecated spelling of ``random_state``, kept for one release
         (``DeprecationWarning``).
@@ -167,6 +182,9 @@ def run_fastshap_on_data(
         rejects the model or data.
     TypeError
         If ``seed`` and ``random_state`` are both given, with different values.
+    FileExistsError, NotADirectoryError, PermissionError
+        If ``out_dir`` holds an earlier run's results (without ``overwrite``),
+        is a file, or is not writable; raised before the fit.
     """
     random_state = renamed_keyword("seed", seed, "random_state", random_state, 0,
                                    "run_fastshap_on_data")
@@ -178,113 +196,121 @@ def run_fastshap_on_data(
         raise ValueError(f"`target` must be 'true' or 'predicted', got {target!r}.")
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.eval()
-    genes, label_names = [str(g) for g in genes], [str(c) for c in label_names]
-    xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
-    tr, va, te = (np.asarray(split[k]) for k in ("train", "validation", "test"))
-    if n_cells is not None:
-        te = te[:n_cells]
+    with OutputFolder(out_dir, OUTPUT_FILES, overwrite=overwrite) as out:
+        model.eval()
+        genes, label_names = [str(g) for g in genes], [str(c) for c in label_names]
+        xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        tr, va, te = (np.asarray(split[k]) for k in ("train", "validation", "test"))
+        if n_cells is not None:
+            te = te[:n_cells]
 
-    train_kwargs = {"max_epochs": max_epochs, "lr": 1e-3, "n_samples": n_samples,
-                    "batch_size": 32, "objective": objective, "schedule": "cosine",
-                    "early_stopping_patience": None}
-    if gene_dropout:
-        train_kwargs["augment"] = feature_dropout(gene_dropout, keep_original=0.3)
-    t0 = time.perf_counter()
-    fs = FastSHAP.fit(model, xt[tr], xt[va], link=link, random_state=random_state,
-                      explainer_kwargs={"hidden_width": 256},
-                      train_kwargs=train_kwargs)
-    fit_seconds = time.perf_counter() - t0
-    hist = fs.history["explainer"]
+        train_kwargs = {"max_epochs": max_epochs, "lr": 1e-3, "n_samples": n_samples,
+                        "batch_size": 32, "objective": objective, "schedule": "cosine",
+                        "early_stopping_patience": None}
+        if gene_dropout:
+            train_kwargs["augment"] = feature_dropout(gene_dropout, keep_original=0.3)
+        t0 = time.perf_counter()
+        fs = FastSHAP.fit(model, xt[tr], xt[va], link=link, random_state=random_state,
+                          explainer_kwargs={"hidden_width": 256},
+                          train_kwargs=train_kwargs)
+        fit_seconds = time.perf_counter() - t0
+        hist = fs.history["explainer"]
 
-    x_te = xt[te]
-    with torch.no_grad():
-        pred = model(x_te).argmax(1).numpy()
-    y_te = np.asarray(labels)[te]
-    explained = y_te if target == "true" else pred
-    t1 = time.perf_counter()
-    attr, delta = fs.attribute(x_te, target=torch.as_tensor(explained),
-                               return_convergence_delta=True)
-    explain_seconds = time.perf_counter() - t1
-    attr_np = attr.double().numpy()
+        x_te = xt[te]
+        with torch.no_grad():
+            pred = model(x_te).argmax(1).numpy()
+        y_te = np.asarray(labels)[te]
+        explained = y_te if target == "true" else pred
+        t1 = time.perf_counter()
+        attr, delta = fs.attribute(x_te, target=torch.as_tensor(explained),
+                                   return_convergence_delta=True)
+        explain_seconds = time.perf_counter() - t1
+        attr_np = attr.double().numpy()
 
-    table = attribution_table(attr_np, explained, genes, label_names)
-    table.to_csv(out_dir / "gene_table.csv", index=False)
-    tops = []
-    for direction in ("positive", "negative"):
-        t = top_genes(table, top_k, direction)
-        t.insert(1, "direction", direction)
-        tops.append(t)
-    top_table = __import__("pandas").concat(tops, ignore_index=True)
-    top_table["marker"] = [g in _markers_for(c, markers)
-                           for c, g in zip(top_table["class"], top_table["gene"])]
-    top_table.to_csv(out_dir / "top_genes.csv", index=False)
-    np.savez_compressed(out_dir / "attributions.npz", attributions=attr_np.astype(np.float32),
-                        cells=te, target=explained, labels=y_te, predicted=pred,
-                        delta=delta.double().numpy(), genes=np.array(genes))
-    fs.save(out_dir / "fastshap.pt", overwrite=True)
+        table = attribution_table(attr_np, explained, genes, label_names)
+        table.to_csv(out.staged("gene_table.csv"), index=False)
+        tops = []
+        for direction in ("positive", "negative"):
+            t = top_genes(table, top_k, direction)
+            t.insert(1, "direction", direction)
+            tops.append(t)
+        top_table = __import__("pandas").concat(tops, ignore_index=True)
+        top_table["marker"] = [g in _markers_for(c, markers)
+                               for c, g in zip(top_table["class"], top_table["gene"])]
+        top_table.to_csv(out.staged("top_genes.csv"), index=False)
+        np.savez_compressed(out.staged("attributions.npz"),
+                            attributions=attr_np.astype(np.float32), cells=te,
+                            target=explained, labels=y_te, predicted=pred,
+                            delta=delta.double().numpy(), genes=np.array(genes))
+        fs.save(out.staged("fastshap.pt"))
 
-    gene_set = set(genes)
-    per_class = {}
-    lines = [
-        f"FastSHAP on {len(te)} held-out {label} x {len(genes)} genes (players), "
-        f"{'probabilities' if link == 'softmax' else 'logits'} of each cell's "
-        f"{target} class; game: held-out genes set to 0",
-        f"explainer fit: {fit_seconds:.1f} s on {len(tr)} train / {len(va)} validation cells "
-        f"({hist['epochs_run']} epochs, best {hist['best_epoch']}, val loss "
-        f"{hist['initial_val_loss']:.3g} -> {hist['best_val_loss']:.3g}); "
-        f"explaining: {explain_seconds:.2f} s",
-        f"held-out accuracy of the model: {float((pred == y_te).mean()):.3f}",
-        f"efficiency gap |sum(phi) - (v(x) - v(0))|: max {float(delta.abs().max()):.1e}",
-        f"top {top_k} genes per class (* = known marker):",
-    ]
-    for name, sub in table.groupby("class", sort=False):
-        top = sub.head(top_k)
-        mk = _markers_for(name, markers)
-        hits = [g for g in top["gene"] if g in mk]
-        per_class[name] = {
-            "n_cells": int(top["n"].iloc[0]),
-            "top_genes": list(top["gene"]),
-            "top_means": [float(v) for v in top["mean"]],
-            "markers": mk,
-            "markers_in_panel": [g for g in mk if g in gene_set],
-            "marker_hits": hits,
+        gene_set = set(genes)
+        per_class = {}
+        lines = [
+            f"FastSHAP on {len(te)} held-out {label} x {len(genes)} genes (players), "
+            f"{'probabilities' if link == 'softmax' else 'logits'} of each cell's "
+            f"{target} class; game: held-out genes set to 0",
+            f"explainer fit: {fit_seconds:.1f} s on {len(tr)} train / {len(va)} validation "
+            f"cells ({hist['epochs_run']} epochs, best {hist['best_epoch']}, val loss "
+            f"{hist['initial_val_loss']:.3g} -> {hist['best_val_loss']:.3g}); "
+            f"explaining: {explain_seconds:.2f} s",
+            f"held-out accuracy of the model: {float((pred == y_te).mean()):.3f}",
+            f"efficiency gap |sum(phi) - (v(x) - v(0))|: max {float(delta.abs().max()):.1e}",
+            f"top {top_k} genes per class (* = known marker):",
+        ]
+        for name, sub in table.groupby("class", sort=False):
+            top = sub.head(top_k)
+            mk = _markers_for(name, markers)
+            hits = [g for g in top["gene"] if g in mk]
+            per_class[name] = {
+                "n_cells": int(top["n"].iloc[0]),
+                "top_genes": list(top["gene"]),
+                "top_means": [float(v) for v in top["mean"]],
+                "markers": mk,
+                "markers_in_panel": [g for g in mk if g in gene_set],
+                "marker_hits": hits,
+            }
+            shown = ", ".join(g + ("*" if g in mk else "") for g in top["gene"])
+            in_panel = per_class[name]["markers_in_panel"]
+            lines.append(f"  {name} (n={per_class[name]['n_cells']}): {shown}  "
+                         f"[markers in top {top_k}: {len(hits)}/{len(in_panel)} in panel]")
+        files = ["gene_table.csv", "top_genes.csv", "attributions.npz", "fastshap.pt",
+                 "summary.json"]
+        if plot:
+            try:
+                from captum_genomics.sc.plot import (
+                    plot_stacked_contributions,
+                    plot_top_genes_grid,
+                )
+
+                fig = plot_top_genes_grid(table, k=min(top_k, 8), markers=markers)
+                fig.savefig(out.staged("top_genes.png"), dpi=110)
+                ax = plot_stacked_contributions(table, k=3)
+                ax.figure.savefig(out.staged("stacked_contributions.png"), dpi=110)
+                files += ["top_genes.png", "stacked_contributions.png"]
+            except ImportError as err:
+                lines.append(f"plots skipped: {err}")
+        summary = {
+            "n_cells": int(len(te)), "n_genes": len(genes), "link": link, "target": target,
+            "game": "baseline: held-out genes set to 0", "seed": random_state,
+            "max_epochs": max_epochs, "n_samples": n_samples, "objective": objective,
+            "gene_dropout": gene_dropout,
+            "fit_seconds": round(fit_seconds, 2), "explain_seconds": round(explain_seconds, 3),
+            "epochs_run": hist["epochs_run"], "best_epoch": hist["best_epoch"],
+            "best_val_loss": hist["best_val_loss"],
+            "test_accuracy": float((pred == y_te).mean()),
+            "max_abs_efficiency_gap": float(delta.abs().max()),
+            "per_class": per_class, "marker_source": MARKER_SOURCE if markers else None,
+            "files": files,
         }
-        shown = ", ".join(g + ("*" if g in mk else "") for g in top["gene"])
-        in_panel = per_class[name]["markers_in_panel"]
-        lines.append(f"  {name} (n={per_class[name]['n_cells']}): {shown}  "
-                     f"[markers in top {top_k}: {len(hits)}/{len(in_panel)} in panel]")
-    files = ["gene_table.csv", "top_genes.csv", "attributions.npz", "fastshap.pt", "summary.json"]
-    if plot:
-        try:
-            from captum_genomics.sc.plot import plot_stacked_contributions, plot_top_genes_grid
-
-            fig = plot_top_genes_grid(table, k=min(top_k, 8), markers=markers)
-            fig.savefig(out_dir / "top_genes.png", dpi=110)
-            ax = plot_stacked_contributions(table, k=3)
-            ax.figure.savefig(out_dir / "stacked_contributions.png", dpi=110)
-            files += ["top_genes.png", "stacked_contributions.png"]
-        except ImportError as err:
-            lines.append(f"plots skipped: {err}")
-    summary = {
-        "n_cells": int(len(te)), "n_genes": len(genes), "link": link, "target": target,
-        "game": "baseline: held-out genes set to 0", "seed": random_state,
-        "max_epochs": max_epochs, "n_samples": n_samples, "objective": objective,
-        "gene_dropout": gene_dropout,
-        "fit_seconds": round(fit_seconds, 2), "explain_seconds": round(explain_seconds, 3),
-        "epochs_run": hist["epochs_run"], "best_epoch": hist["best_epoch"],
-        "best_val_loss": hist["best_val_loss"],
-        "test_accuracy": float((pred == y_te).mean()),
-        "max_abs_efficiency_gap": float(delta.abs().max()),
-        "per_class": per_class, "marker_source": MARKER_SOURCE if markers else None,
-        "files": files,
-    }
-    summary["seconds"] = round(time.perf_counter() - t_start, 2)
-    lines.append(f"wrote {', '.join(files)} to {out_dir}/ in {summary['seconds']:.1f} s")
-    with open(out_dir / "summary.json", "w", encoding="utf-8") as fh:
-        json.dump(summary, fh, indent=1)
-        fh.write("\n")
+        summary["seconds"] = round(time.perf_counter() - t_start, 2)
+        with open(out.staged("summary.json"), "w", encoding="utf-8") as fh:
+            json.dump(summary, fh, indent=1)
+            fh.write("\n")
+    lines.append(f"wrote {', '.join(summary['files'])} to {out_dir}/ in "
+                 f"{summary['seconds']:.1f} s")
+    if out.removed:
+        lines.append(f"removed the earlier run's {', '.join(out.removed)}")
     summary["report"] = "\n".join(lines)
     if verbose:
         print(summary["report"])
@@ -296,7 +322,8 @@ def run_fastshap_job(out_dir: str | os.PathLike = "captum_genomics_fastshap_out"
                      link: str = "softmax", objective: str = "permutation",
                      gene_dropout: float = 0.15, target: str = "true",
                      n_cells: int | None = None, top_k: int = 10, plot: bool = True,
-                     verbose: bool = True, *, seed: Any = MISSING) -> dict:
+                     verbose: bool = True, overwrite: bool = False, *,
+                     seed: Any = MISSING) -> dict:
     """The default single-cell job on ``pbmc68k_reduced`` with the shipped classifier.
 
     Parameters are those of :func:`run_fastshap_on_data`; the data, model,
@@ -312,7 +339,7 @@ def run_fastshap_job(out_dir: str | os.PathLike = "captum_genomics_fastshap_out"
 
     Raises
     ------
-    ValueError, TypeError
+    ValueError, TypeError, FileExistsError, NotADirectoryError, PermissionError
         As :func:`run_fastshap_on_data`.
     """
     random_state = renamed_keyword("seed", seed, "random_state", random_state, 0,
@@ -326,5 +353,6 @@ def run_fastshap_job(out_dir: str | os.PathLike = "captum_genomics_fastshap_out"
         out_dir, random_state=random_state, max_epochs=max_epochs, n_samples=n_samples, link=link,
         objective=objective, gene_dropout=gene_dropout,
         target=target, n_cells=n_cells, top_k=top_k, markers=PBMC_MARKERS, plot=plot,
-        verbose=verbose, label="PBMCs (pbmc68k_reduced test split)",
+        verbose=verbose, label="PBMCs (pbmc68k_reduced test split)", overwrite=overwrite,
     )
+

@@ -17,7 +17,10 @@ What :func:`run_head_ablation_job` does, in order:
    ``head_table.csv`` (one row per head and cell type, with ``p_adj`` and
    ``significant``), ``summary.json``, ``ev_bars.png`` (EV per head and cell
    type as bars, significant ones starred) and ``gene_head_heatmap.png``
-   (gene x head EV of the top genes of each cell type);
+   (gene x head EV of the top genes of each cell type); the output folder is
+   checked before step 2 and the files are staged and moved into place together
+   when the job succeeds, ``summary.json`` last
+   (:class:`~captum_genomics._utils.outputs.OutputFolder`);
 4. prints the head x cell-type table: EV with only that head kept, its
    adjusted p-value, ``*`` when ``p_adj <= alpha``, and the full model's EV.
 
@@ -38,9 +41,14 @@ import numpy as np
 import torch
 
 from captum_genomics._utils.deprecation import MISSING, renamed_keyword
+from captum_genomics._utils.outputs import OutputFolder
 
 __all__ = ["run_head_ablation_on_data", "run_head_ablation_job", "format_head_table",
-           "CELL_SETS"]
+           "CELL_SETS", "OUTPUT_FILES"]
+
+OUTPUT_FILES = ("ev_table.csv", "head_table.csv", "summary.json", "ev_bars.png",
+                "gene_head_heatmap.png")
+"""Every file :func:`run_head_ablation_on_data` may write (``summary.json`` is written last)."""
 
 CELL_SETS = ("all", "train", "validation", "test")
 """Which cells of the fixed split :func:`run_head_ablation_job` analyses."""
@@ -107,6 +115,7 @@ def run_head_ablation_on_data(
     verbose: bool = True,
     show_progress: bool = False,
     label: str = "cells",
+    overwrite: bool = False,
     *,
     progress: Any = MISSING,
 ) -> dict:
@@ -125,7 +134,8 @@ def run_head_ablation_on_data(
     observed : Tensor or ndarray, shape=(N, G)
         The expression the model predicts.
     out_dir
-        Output folder (created).
+        Output folder (created), checked before the computation; the files
+        appear only when the job succeeds (:data:`OUTPUT_FILES`).
     layers
         The attention module(s): a dotted name from ``model.named_modules()``,
         a module, or a list. Default ``"attention"``.
@@ -144,6 +154,10 @@ def run_head_ablation_on_data(
         Print the report. Default True.
     label
         What the cells are, for the report.
+    overwrite
+        Allow an ``out_dir`` that holds an earlier run's results: its files
+        are replaced, and those its ``summary.json`` lists that this run does
+        not write are removed. Other files are never touched. Default False.
     progress : bool, keyword-only
         Deprecated spelling of ``show_progress`` (a ``DeprecationWarning``);
         removed in the next release.
@@ -161,6 +175,9 @@ def run_head_ablation_on_data(
         indices, group lengths, NaN, alpha) and ``ValueError`` for a
         ``top_k`` below 1; ``TypeError`` if both ``progress`` and
         ``show_progress`` are given with different values.
+    FileExistsError, NotADirectoryError, PermissionError
+        If ``out_dir`` holds an earlier run's results (without ``overwrite``),
+        is a file, or is not writable; raised before the computation.
     """
     from captum_genomics._utils.checks import check_positive_int
     from captum_genomics.methods.head_ablation import HeadAblationExplainedVariance
@@ -170,66 +187,72 @@ def run_head_ablation_on_data(
     check_positive_int(top_k, "top_k")
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
-    explainer = HeadAblationExplainedVariance(model, layers)
-    t0 = time.perf_counter()
-    result = explainer.attribute(
-        inputs, groups, observed, additional_forward_args=additional_forward_args, heads=heads,
-        ablation=ablation, mode=mode, reference_inputs=reference_inputs,
-        n_permutations=n_permutations, alpha=alpha, random_state=random_state,
-        batch_size=batch_size, gene_names=gene_names, show_progress=show_progress)
-    seconds = time.perf_counter() - t0
-    out_dir.mkdir(parents=True, exist_ok=True)
-    result.to_frame().to_csv(out_dir / "ev_table.csv", index=False)
-    head_table = result.head_table()
-    head_table.to_csv(out_dir / "head_table.csv", index=False)
-    files = ["ev_table.csv", "head_table.csv", "summary.json"]
-    kept = [g for g in result.group_names if g not in result.skipped_groups]
-    n_sig = int(head_table["significant"].sum())
-    lines = [
-        f"head ablation ({result.ablation}-one-head, {result.mode} ablation) on "
-        f"{int(result.n_cells.sum())} {label}, {len(result.gene_names)} genes, "
-        f"{len(result.heads)} heads x {len(kept)} groups; {result.n_permutations} "
-        f"permutations per test, Benjamini-Hochberg over {len(head_table)} tests, "
-        f"{seconds:.2f} s",
-        f"EV with only that head {'kept' if result.ablation == 'keep' else 'removed'} "
-        f"(adjusted p-value), * = p_adj <= {result.alpha:g}; full = the unablated model:",
-        format_head_table(result),
-        f"{n_sig} of {len(head_table)} (head, group) pairs significant",
-    ]
-    if plot:
-        try:
-            from captum_genomics.sc.plot_heads import plot_ev_bars, plot_gene_head_heatmap_grid
+    with OutputFolder(out_dir, OUTPUT_FILES, overwrite=overwrite) as out:
+        explainer = HeadAblationExplainedVariance(model, layers)
+        t0 = time.perf_counter()
+        result = explainer.attribute(
+            inputs, groups, observed, additional_forward_args=additional_forward_args,
+            heads=heads, ablation=ablation, mode=mode, reference_inputs=reference_inputs,
+            n_permutations=n_permutations, alpha=alpha, random_state=random_state,
+            batch_size=batch_size, gene_names=gene_names, show_progress=show_progress)
+        seconds = time.perf_counter() - t0
+        result.to_frame().to_csv(out.staged("ev_table.csv"), index=False)
+        head_table = result.head_table()
+        head_table.to_csv(out.staged("head_table.csv"), index=False)
+        files = ["ev_table.csv", "head_table.csv", "summary.json"]
+        kept = [g for g in result.group_names if g not in result.skipped_groups]
+        n_sig = int(head_table["significant"].sum())
+        lines = [
+            f"head ablation ({result.ablation}-one-head, {result.mode} ablation) on "
+            f"{int(result.n_cells.sum())} {label}, {len(result.gene_names)} genes, "
+            f"{len(result.heads)} heads x {len(kept)} groups; {result.n_permutations} "
+            f"permutations per test, Benjamini-Hochberg over {len(head_table)} tests, "
+            f"{seconds:.2f} s",
+            f"EV with only that head {'kept' if result.ablation == 'keep' else 'removed'} "
+            f"(adjusted p-value), * = p_adj <= {result.alpha:g}; full = the unablated model:",
+            format_head_table(result),
+            f"{n_sig} of {len(head_table)} (head, group) pairs significant",
+        ]
+        if plot:
+            try:
+                from captum_genomics.sc.plot_heads import (
+                    plot_ev_bars,
+                    plot_gene_head_heatmap_grid,
+                )
 
-            plot_ev_bars(result).savefig(out_dir / "ev_bars.png", dpi=110,
-                                         bbox_inches="tight")
-            plot_gene_head_heatmap_grid(result, kept, top_k).savefig(
-                out_dir / "gene_head_heatmap.png", dpi=80)
-            files += ["ev_bars.png", "gene_head_heatmap.png"]
-        except ImportError as err:
-            lines.append(f"plots skipped: {err}")
-    top = {g: result.top_genes(g, top_k) for g in kept}
-    summary = {
-        "label": label, "n_cells": int(result.n_cells.sum()),
-        "n_genes": len(result.gene_names), "heads": [list(h) for h in result.heads],
-        "groups": {g: int(n) for g, n in zip(result.group_names, result.n_cells.tolist())},
-        "skipped_groups": list(result.skipped_groups), "ablation": result.ablation,
-        "mode": result.mode, "n_permutations": result.n_permutations, "alpha": result.alpha,
-        "random_state": random_state, "n_significant": n_sig,
-        "full_ev_head": (None if result.full_ev_head is None else
-                         {g: _finite(v) for g, v in zip(result.group_names,
-                                                         result.full_ev_head.tolist())}),
-        "head_table": [{k: (_finite(v) if isinstance(v, float) else
-                            (bool(v) if isinstance(v, (bool, np.bool_)) else
-                             (int(v) if isinstance(v, (np.integer,)) else v)))
-                        for k, v in rec.items()}
-                       for rec in head_table.to_dict(orient="records")],
-        "top_genes": top, "attribute_seconds": round(seconds, 3), "files": files,
-    }
-    summary["seconds"] = round(time.perf_counter() - t_start, 2)
+                plot_ev_bars(result).savefig(out.staged("ev_bars.png"), dpi=110,
+                                             bbox_inches="tight")
+                plot_gene_head_heatmap_grid(result, kept, top_k).savefig(
+                    out.staged("gene_head_heatmap.png"), dpi=80)
+                files += ["ev_bars.png", "gene_head_heatmap.png"]
+            except ImportError as err:
+                lines.append(f"plots skipped: {err}")
+        top = {g: result.top_genes(g, top_k) for g in kept}
+        summary = {
+            "label": label, "n_cells": int(result.n_cells.sum()),
+            "n_genes": len(result.gene_names), "heads": [list(h) for h in result.heads],
+            "groups": {g: int(n)
+                       for g, n in zip(result.group_names, result.n_cells.tolist())},
+            "skipped_groups": list(result.skipped_groups), "ablation": result.ablation,
+            "mode": result.mode, "n_permutations": result.n_permutations, "alpha": result.alpha,
+            "random_state": random_state, "n_significant": n_sig,
+            "full_ev_head": (None if result.full_ev_head is None else
+                             {g: _finite(v) for g, v in zip(result.group_names,
+                                                             result.full_ev_head.tolist())}),
+            "head_table": [{k: (_finite(v) if isinstance(v, float) else
+                                (bool(v) if isinstance(v, (bool, np.bool_)) else
+                                 (int(v) if isinstance(v, (np.integer,)) else v)))
+                            for k, v in rec.items()}
+                           for rec in head_table.to_dict(orient="records")],
+            "top_genes": top, "attribute_seconds": round(seconds, 3), "files": files,
+        }
+        summary["seconds"] = round(time.perf_counter() - t_start, 2)
+        with open(out.staged("summary.json"), "w", encoding="utf-8") as fh:
+            json.dump(summary, fh, indent=1)
+            fh.write("\n")
     lines.append(f"wrote {', '.join(files)} to {out_dir}/ in {summary['seconds']:.1f} s")
-    with open(out_dir / "summary.json", "w", encoding="utf-8") as fh:
-        json.dump(summary, fh, indent=1)
-        fh.write("\n")
+    if out.removed:
+        lines.append(f"removed the earlier run's {', '.join(out.removed)}")
     summary["report"] = "\n".join(lines)
     summary["result"] = result
     if verbose:
@@ -247,7 +270,8 @@ def run_head_ablation_job(out_dir: str | os.PathLike = "captum_genomics_heads_ou
                           n_permutations: int | None = None, alpha: float = 0.05,
                           random_state: int = 0, batch_size: int | None = None,
                           top_k: int = 10, plot: bool = True, verbose: bool = True,
-                          show_progress: bool = False, *, progress: Any = MISSING) -> dict:
+                          show_progress: bool = False, overwrite: bool = False, *,
+                          progress: Any = MISSING) -> dict:
     """The default job: the shipped neighbour-attention model on ``pbmc68k_reduced``.
 
     Parameters
@@ -260,7 +284,7 @@ def run_head_ablation_job(out_dir: str | os.PathLike = "captum_genomics_heads_ou
         142 held-out cells (some types then have 2-3 cells, too few for small
         p-values).
     ablation, mode, n_permutations, alpha, random_state, batch_size, top_k, plot, verbose,
-    show_progress
+    show_progress, overwrite
         See :func:`run_head_ablation_on_data`. With ``mode="mean"`` the
         reference set is the train split's cells.
     progress : bool, keyword-only
@@ -275,6 +299,8 @@ def run_head_ablation_job(out_dir: str | os.PathLike = "captum_genomics_heads_ou
     ------
     ValueError
         For an unknown ``cells`` (and as :func:`run_head_ablation_on_data`).
+    FileExistsError, NotADirectoryError, PermissionError
+        As :func:`run_head_ablation_on_data`, before the computation.
     TypeError
         If both ``progress`` and ``show_progress`` are given with different values.
     """
@@ -301,4 +327,5 @@ def run_head_ablation_job(out_dir: str | os.PathLike = "captum_genomics_heads_ou
         n_permutations=n_permutations, alpha=alpha, random_state=random_state,
         batch_size=batch_size, top_k=top_k, plot=plot, verbose=verbose, show_progress=show_progress,
         label=f"PBMCs (pbmc68k_reduced, {which}; shipped neighbour-attention model)",
+        overwrite=overwrite,
     )

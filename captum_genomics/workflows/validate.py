@@ -23,8 +23,10 @@ failing check only makes ``report.passed`` False (exit status 1).
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -35,8 +37,11 @@ from torch import Tensor
 
 from captum_genomics import __version__
 from captum_genomics._utils.models import ModelSpecError, load_user_model
+from captum_genomics._utils.outputs import check_output_folder
 from captum_genomics.testing.gate import GateContext, GateReport, run_gate
 from captum_genomics.testing.gate.baseline import (
+    ATTRIBUTIONS_FILE,
+    METADATA_FILE,
     BaselineError,
     baseline_check,
     read_baseline,
@@ -49,8 +54,8 @@ from captum_genomics.testing.gate.reports import (
     write_junit_xml,
 )
 
-__all__ = ["DEFAULT_METHOD", "ValidationUsageError", "known_methods", "parse_target",
-           "run_validate"]
+__all__ = ["DEFAULT_METHOD", "ValidationUsageError", "is_validate_report", "known_methods",
+           "parse_target", "run_validate"]
 
 #: The method checked when ``method`` is None: the package's method for one-hot sequences.
 DEFAULT_METHOD = "ShuffleDeepLiftShap"
@@ -106,7 +111,44 @@ def _device(device: str | torch.device) -> torch.device:
     return dev
 
 
-def _report_folder(path, option: str) -> None:
+_REPORT_KEYS = {"method", "model", "passed", "metadata", "checks"}
+_JUNIT_MARK = '<testsuites name="captum-genomics validate"'
+
+
+def is_validate_report(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a report written by ``captum-genomics validate``.
+
+    Parameters
+    ----------
+    path : str or PathLike
+
+    Returns
+    -------
+    bool
+        True for a JSON report (an object with the keys ``method``, ``model``,
+        ``passed``, ``metadata`` and ``checks``) or a JUnit XML report (root
+        ``<testsuites name="captum-genomics validate">``) of at most 64 MiB;
+        False for anything else, a missing or unreadable file included.
+    """
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(64 << 20)
+            if handle.read(1):
+                return False
+    except OSError:
+        return False
+    text = data.decode("utf-8", errors="replace")
+    if text.lstrip().startswith("<"):
+        return _JUNIT_MARK in text[:1000]
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and _REPORT_KEYS <= set(parsed)
+
+
+def _report_folder(path, option: str, overwrite: bool = False) -> None:
+    """Check a report path before the suite runs (see :func:`run_validate`)."""
     if path is None:
         return
     path = Path(path)
@@ -114,6 +156,17 @@ def _report_folder(path, option: str) -> None:
         raise ValidationUsageError(f"{option}: {os.fspath(path)!r} is a folder; give a file.")
     if not path.parent.is_dir():
         raise ValidationUsageError(f"{option}: the folder of {os.fspath(path)!r} does not exist.")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ValidationUsageError(f"{option}: cannot write in the folder of "
+                                   f"{os.fspath(path)!r}: {err.strerror or err}.") from None
+    if os.path.lexists(path) and not overwrite and not is_validate_report(path):
+        raise ValidationUsageError(
+            f"{option}: {os.fspath(path)!r} exists and is not a report of captum-genomics "
+            "validate; give --overwrite to replace it, or choose another file.")
 
 
 def _random_one_hot(n: int, length: int, random_state: int) -> Tensor:
@@ -188,6 +241,12 @@ def _load_inputs(inputs, input_length, n_examples: int, random_state: int,
                                    f"--input-length is {input_length}.")
     if x.shape[0] == 0:
         raise ValidationUsageError("--inputs holds no examples.")
+    bad = ~torch.isfinite(x)
+    if bool(bad.any()):
+        first = tuple(int(i) for i in bad.nonzero()[0].tolist())
+        raise ValidationUsageError(f"--inputs: {source!r} holds {int(bad.sum())} NaN or "
+                                   f"infinite value(s) (first at index {first}); remove or "
+                                   "impute them first.")
     return x, source
 
 
@@ -283,6 +342,7 @@ def run_validate(
     n_references: int = 4,
     options: dict | None = None,
     verbose: bool = True,
+    overwrite: bool = False,
 ) -> GateReport:
     """Run the correctness gate of ``method`` on the user's model and report every check.
 
@@ -320,8 +380,12 @@ def run_validate(
         additivity is held to ``1e-10``; ``1e-4`` in float32).
     json_path, junit_path : str or PathLike, optional
         Where to write the JSON and JUnit XML reports
-        (:mod:`captum_genomics.testing.gate.reports`; an existing file is
-        replaced atomically). Default None: not written.
+        (:mod:`captum_genomics.testing.gate.reports`), atomically. Checked
+        before the suite runs: the folder must exist and be writable, and an
+        existing file at the path is replaced only when it is an earlier
+        report of this command (:func:`is_validate_report`; a CI job writes
+        its report to the same path on every run) or ``overwrite`` is True.
+        Default None: not written.
     baseline : str or PathLike, optional
         A folder of stored attributions: compare against them (the
         ``"drift"`` check of :mod:`captum_genomics.testing.gate.baseline`).
@@ -344,6 +408,10 @@ def run_validate(
     verbose : bool
         Print the table (:func:`~captum_genomics.testing.gate.reports.format_table`).
         Default True.
+    overwrite : bool
+        Replace an existing file at ``json_path`` or ``junit_path`` that is
+        not a report of this command. Default False. (The baseline folder is
+        rewritten only with ``update_baseline``, its own permission.)
 
     Returns
     -------
@@ -363,7 +431,10 @@ def run_validate(
         A bad model spec or weights file, a missing input file, a model that
         does not map ``(1, 4, L)`` to ``(1,)`` / ``(1, T)``, an out-of-range
         target, an unknown method, ``--device cuda`` without CUDA, a report
-        folder that does not exist, ``update_baseline`` without ``baseline``,
+        folder that does not exist or is not writable, a report path holding
+        a file that is not a report (without ``overwrite``), the same path for
+        both reports, a baseline folder that cannot be written (with
+        ``update_baseline``), ``update_baseline`` without ``baseline``,
         a missing or broken baseline without ``update_baseline``
         (:class:`~captum_genomics.testing.gate.baseline.BaselineError` is its
         cause), inputs or options the method's suite cannot take.
@@ -385,8 +456,18 @@ def run_validate(
     n_references = _positive(n_references, "--n-references")
     if update_baseline and baseline is None:
         raise ValidationUsageError("--update-baseline needs --baseline DIR.")
-    _report_folder(json_path, "--json")
-    _report_folder(junit_path, "--junit-xml")
+    _report_folder(json_path, "--json", overwrite)
+    _report_folder(junit_path, "--junit-xml", overwrite)
+    if (json_path is not None and junit_path is not None
+            and os.path.abspath(json_path) == os.path.abspath(junit_path)):
+        raise ValidationUsageError(f"--json and --junit-xml name the same file "
+                                   f"{os.fspath(json_path)!r}; give two paths.")
+    if baseline is not None and update_baseline:
+        try:  # fail before the suite runs, not after
+            check_output_folder(baseline, [ATTRIBUTIONS_FILE, METADATA_FILE], overwrite=True,
+                                option="--baseline", manifest=METADATA_FILE)
+        except OSError as err:
+            raise ValidationUsageError(str(err)) from err
     if baseline is not None and not update_baseline:
         try:  # fail before the suite runs, not after
             read_baseline(baseline)
