@@ -246,6 +246,26 @@ def test_shuffle_deep_lift_shap_valid_call_still_works():
     assert out.shape == X.shape and delta.abs().max() < 1e-4
 
 
+class _TwoArg(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.cnn = _CNN().eval()
+
+    def forward(self, x, weight):
+        return self.cnn(x) * weight
+
+
+def test_additional_forward_args_of_another_batch_size_are_named():
+    TRIED["ShuffleDeepLiftShap.attribute", "additional_forward_args", "wrong_batch"] += 1
+    model = _TwoArg().eval()
+    with pytest.raises(ValueError, match=r"`additional_forward_args\[0\]` of shape \(5, 1\)"):
+        ShuffleDeepLiftShap(model).attribute(X, target=0, n_references=2, random_state=0,
+                                             additional_forward_args=(torch.ones(5, 1),))
+    out = ShuffleDeepLiftShap(model).attribute(X, target=0, n_references=2, random_state=0,
+                                               additional_forward_args=(torch.ones(N, 1),))
+    assert out.shape == X.shape
+
+
 DLM_CLASSES = {
     "inputs": {k: v for k, v in _tensor_classes((N, 4, L)).items()
                if k not in ("wrong_batch", "empty_batch")},

@@ -64,6 +64,28 @@ def _check_model_dtype(model: Any, xs: tuple) -> None:
             )
 
 
+def _explain_unsplit_args(error: RuntimeError, extra: tuple, n: int) -> None:
+    """Raise a clear error if the model failed on a tensor argument with a foreign batch size.
+
+    Captum's rule: a tensor in ``additional_forward_args`` whose first axis is
+    ``N`` holds one row per example and is split with the inputs; any other
+    value is passed unchanged to every batch. A tensor of another length is
+    then the likely cause of a shape error inside the model.
+    """
+    odd = [(i, tuple(a.shape)) for i, a in enumerate(extra)
+           if isinstance(a, Tensor) and a.ndim > 0 and a.shape[0] != n]
+    if not odd:
+        return
+    i, shape = odd[0]
+    raise ValueError(
+        f"The model failed ({type(error).__name__}: {error}) with "
+        f"`additional_forward_args[{i}]` of shape {shape}. Tensors whose first axis is "
+        f"N={n} (the number of examples) are split per example and repeated per "
+        "reference; others are passed unchanged to every batch. Give it one row per "
+        "example, or pass a value that is meant for every example as a non-tensor."
+    ) from error
+
+
 def _check_rules(rules: Any) -> RuleRegistry:
     """Raise ``TypeError`` unless ``rules`` is a :class:`RuleRegistry`; return it."""
     if not isinstance(rules, RuleRegistry):
@@ -344,8 +366,13 @@ class ShuffleDeepLiftShap(GradientAttribution):
             x_b = tuple(x[lo:hi].to(device) for x in xs)
             r_b = tuple(r[:, k0:k1].to(device) for r in refs.for_examples(lo, hi))
             selectors = [(make_selector(t, ex, n), make_selector(t, ex_r, n)) for t in target_list]
-            mults, y_x, y_r = passes.run(x_b, r_b, selectors, index_examples(extra, ex, n, device),
-                                         index_examples(extra, ex_r, n, device))
+            try:
+                mults, y_x, y_r = passes.run(x_b, r_b, selectors,
+                                             index_examples(extra, ex, n, device),
+                                             index_examples(extra, ex_r, n, device))
+            except RuntimeError as error:
+                _explain_unsplit_args(error, extra, n)
+                raise
             if k0 == 0:
                 acc = [[None] * len(xs) for _ in range(n_t)]
             diff = tuple(x.unsqueeze(1) - r for x, r in zip(x_b, r_b))
