@@ -23,6 +23,7 @@ _EXPORTS = {
     "FastSHAP": "captum_genomics.methods",
     "HeadAblationExplainedVariance": "captum_genomics.methods",
     "HeadAblationClassifierEffect": "captum_genomics.methods",
+    "LayerNodeProbe": "captum_genomics.methods",
     "HeadAdapterRegistry": "captum_genomics.heads",
     "default_head_adapters": "captum_genomics.heads",
     "MultiheadAttentionAdapter": "captum_genomics.heads",
@@ -79,6 +80,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         FastSHAP,
         HeadAblationClassifierEffect,
         HeadAblationExplainedVariance,
+        LayerNodeProbe,
         ShuffleDeepLiftShap,
         UninformativeReferencesWarning,
     )

@@ -9,6 +9,15 @@
 * :mod:`.classifier_effects`: :func:`classifier_metrics`, :func:`sign_flip_test`,
   :func:`classifier_effects` (a classifier's metric drops under head ablation,
   with a paired sign-flip test).
+* :mod:`.probes`: held-out node importances: :func:`stratified_folds`,
+  :func:`fit_logistic` (batched probes), :func:`cross_validated_logits`,
+  :func:`auroc`, :func:`bootstrap_weights`, :func:`bootstrap_auroc`,
+  :func:`node_index`.
+* :mod:`.probe_statistics`: :func:`node_probe_statistics` (per node and class:
+  out-of-fold AUROC, bootstrap CI, permutation p-value, controls), :class:`NodeProbeFit`.
+* :mod:`.probe_results`: :func:`probe_nodes`, :func:`compare_parent_children`,
+  :func:`perturbation_effects` and their results (:class:`NodeProbeResult`,
+  :class:`NodeComparisonResult`, :class:`NodePerturbationResult`).
 
 ``HeadAblationResult`` lives in :mod:`captum_genomics.heads.result`; it is
 still importable from here (loaded on first access, so importing this package
@@ -30,6 +39,24 @@ from captum_genomics.stats.classifier_effects import (
 from captum_genomics.stats.explained_variance import encode_groups, explained_variance
 from captum_genomics.stats.multiple_testing import adjust_p_values
 from captum_genomics.stats.permutation import default_n_permutations, permutation_test
+from captum_genomics.stats.probe_results import (
+    NodeComparisonResult,
+    NodePerturbationResult,
+    NodeProbeResult,
+    compare_parent_children,
+    perturbation_effects,
+    probe_nodes,
+)
+from captum_genomics.stats.probe_statistics import NodeProbeFit, node_probe_statistics
+from captum_genomics.stats.probes import (
+    auroc,
+    bootstrap_auroc,
+    bootstrap_weights,
+    cross_validated_logits,
+    fit_logistic,
+    node_index,
+    stratified_folds,
+)
 
 __all__ = [
     "attribution_table",
@@ -44,6 +71,21 @@ __all__ = [
     "classifier_metrics",
     "sign_flip_test",
     "classifier_effects",
+    "NodeProbeFit",
+    "auroc",
+    "bootstrap_auroc",
+    "bootstrap_weights",
+    "cross_validated_logits",
+    "fit_logistic",
+    "node_index",
+    "node_probe_statistics",
+    "stratified_folds",
+    "NodeComparisonResult",
+    "NodePerturbationResult",
+    "NodeProbeResult",
+    "compare_parent_children",
+    "perturbation_effects",
+    "probe_nodes",
 ]
 
 

@@ -24,6 +24,7 @@ from captum_genomics import (
     FastSHAP,
     HeadAblationClassifierEffect,
     HeadAblationExplainedVariance,
+    LayerNodeProbe,
     ShuffleDeepLiftShap,
 )
 from captum_genomics.testing.models import DTYPE, random_one_hot
@@ -40,10 +41,11 @@ __all__ = [
     "tabular_model",
 ]
 
-KINDS = ("sequence", "tabular", "heads")
+KINDS = ("sequence", "tabular", "heads", "nodes")
 """``"sequence"``: one-hot ``(N, 4, L)`` in, per-example references, per-pair deltas.
 ``"tabular"``: ``(cells, genes)`` in, a fitted explainer, one efficiency gap per cell.
-``"heads"``: attention heads of a model, a result object out."""
+``"heads"``: attention heads of a model, a result object out.
+``"nodes"``: named groups of a layer's units, a result object out."""
 
 N_GENES, N_CLASSES = 7, 3
 
@@ -209,6 +211,16 @@ def _heads_classifier_example() -> MethodExample:
                          {"labels": labels, "groups": ct[:5], **call})
 
 
+def _node_probe_example() -> MethodExample:
+    model = tabular_model()  # Linear(7, 16) -> ReLU -> Linear(16, 3); nodes over the 16 units
+    x = tabular_cells(30, 3)
+    labels = torch.arange(30) % 3
+    call = {"labels": labels, "nodes": {"a": slice(0, 4), "b": slice(4, 10), "c": [10, 12, 15]},
+            "n_folds": 3, "n_permutations": 9, "n_bootstrap": 20, "n_random": 2,
+            "untrained": "reinit", "random_state": 0}
+    return MethodExample(LayerNodeProbe(model, "0"), x, call, {**call, "labels": labels[:5]})
+
+
 METHODS = [
     MethodSpec("ShuffleDeepLiftShap", "sequence", _sequence_example, True,
                make=ShuffleDeepLiftShap, kwargs=lambda refs: {"references": refs}),
@@ -220,6 +232,7 @@ METHODS = [
                delta_tol=1e-12),
     MethodSpec("HeadAblationExplainedVariance", "heads", _heads_example, False),
     MethodSpec("HeadAblationClassifierEffect", "heads", _heads_classifier_example, False),
+    MethodSpec("LayerNodeProbe", "nodes", _node_probe_example, False),
 ]
 """Every Captum attribution method of the package, one entry each."""
 
