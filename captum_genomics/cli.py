@@ -167,7 +167,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``captum-genomics`` (subcommands ``deeplift``, ``attribute``,
-    ``fastshap``, ``heads``, ``validate``)."""
+    ``fastshap``, ``heads``, ``validate``, ``genes``)."""
     parser = _Parser(
         prog="captum-genomics",
         description=(
@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command",
-                                metavar="{deeplift,attribute,fastshap,heads,validate}")
+                                metavar="{deeplift,attribute,fastshap,heads,validate,genes}")
 
     deeplift = sub.add_parser(
         "deeplift",
@@ -229,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fastshap(sub)
     _add_heads(sub)
     _add_validate(sub)
+    _add_genes(sub)
     return parser
 
 
@@ -536,6 +537,77 @@ def _add_validate(sub) -> None:
     _add_run_options(va, writes_folder=False)
 
 
+def _add_genes(sub) -> None:
+    ge = sub.add_parser(
+        "genes",
+        help="gene attributions per class of a cell classifier: tables, plots, AnnData",
+        description=(
+            "Explain a cell-type classifier gene by gene (Captum's IntegratedGradients by "
+            "default), summarize per class (mean, mean |.|, std, bootstrap 95%% CI, share "
+            "positive, rank), write the tables, plots, an .h5ad with the results and "
+            "summary.json. Default: the shipped PBMC classifier on scanpy's pbmc68k_reduced "
+            "(.raw, labels 'bulk_labels')."),
+    )
+    ge.add_argument("--out", type=Path, default=Path("captum_genomics_genes_out"),
+                    help="output folder (default: ./captum_genomics_genes_out/)")
+    ge.add_argument("--h5ad", type=Path, default=None, help="your cells (.h5ad)")
+    ge.add_argument("--model", default=None,
+                    help="your classifier, MODULE_OR_FILE:NAME (an nn.Module or a function "
+                         "that builds one); needs --h5ad")
+    ge.add_argument("--weights", default=None, help="a state_dict file for --model")
+    ge.add_argument("--labels-key", default=None,
+                    help="the .obs column with each cell's class (needed for --target label)")
+    ge.add_argument("--class-names", nargs="+", default=None,
+                    help="names of the model's output classes, in order")
+    matrix = ge.add_mutually_exclusive_group()
+    matrix.add_argument("--layer", default=None, help="read this .layers entry of --h5ad")
+    matrix.add_argument("--use-raw", action="store_true", help="read .raw.X of --h5ad")
+    ge.add_argument("--target", choices=("predicted", "label", "all"), default="predicted",
+                    help="the class each cell is explained for (default: predicted)")
+    ge.add_argument("--method", choices=("ig", "deeplift", "input_x_gradient"), default="ig",
+                    help="attribution method (default: ig, Captum's IntegratedGradients)")
+    ge.add_argument("--baseline", choices=("zeros", "mean", "shuffle"), default="zeros",
+                    help="baseline cells (default: zeros)")
+    ge.add_argument("--n-steps", type=_positive_int, default=50,
+                    help="integration steps of IG (default: 50)")
+    ge.add_argument("--n-bootstrap", type=_positive_int, default=1000,
+                    help="bootstrap resamples of the per-class CI (default: 1000)")
+    ge.add_argument("--top-k", type=_positive_int, default=10,
+                    help="top genes per class and sign in top_genes.csv (default: 10)")
+    ge.add_argument("--batch-size", type=_positive_int, default=64,
+                    help="cells per batch (default: 64)")
+    ge.add_argument("--random-state", type=_seed, default=0,
+                    help="seed of the bootstrap and shuffle baseline (default: 0)")
+    ge.add_argument("--scvi-compatible", action="store_true",
+                    help="also write scvi-tools' table (predict(ig_interpretability=True))")
+    ge.add_argument("--no-plot", action="store_true", help="do not write the PNGs")
+    ge.add_argument("--show-progress", "--progress", dest="show_progress",
+                    action="store_true", help="show progress bars")
+    _add_run_options(ge)
+
+
+def _run_genes(args) -> dict:
+    from captum_genomics.workflows.genes_pbmc import OUTPUT_FILES, run_genes_job
+
+    if args.h5ad is None and (args.model or args.weights or args.labels_key or args.layer
+                              or args.use_raw):
+        raise CLIError("--model/--weights/--labels-key/--layer/--use-raw need --h5ad.")
+    if args.h5ad is not None and args.model is None:
+        raise CLIError("--h5ad needs --model MODULE_OR_FILE:NAME (your classifier).")
+    _check_out(args, OUTPUT_FILES)
+    model = adata = None
+    if args.h5ad is not None:
+        adata = _read_h5ad(args.h5ad)
+        model = load_model(args.model, args.weights)
+    return run_genes_job(
+        args.out, model=model, adata=adata, target=args.target, method=args.method,
+        baseline=args.baseline, n_steps=args.n_steps, labels_key=args.labels_key,
+        class_names=args.class_names, layer=args.layer, use_raw=args.use_raw or None,
+        n_bootstrap=args.n_bootstrap, top_k=args.top_k, batch_size=args.batch_size,
+        random_state=args.random_state, scvi_compatible=args.scvi_compatible,
+        plot=not args.no_plot, show_progress=args.show_progress, overwrite=args.overwrite)
+
+
 def _npy(path: Path, option: str):
     import numpy as np
 
@@ -733,6 +805,9 @@ def _dispatch(args) -> int:
         return EXIT_OK
     if args.command == "heads":
         _run_heads(args)
+        return EXIT_OK
+    if args.command == "genes":
+        _run_genes(args)
         return EXIT_OK
     return _strict_status(args, _run_deeplift(args))
 
