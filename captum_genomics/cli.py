@@ -167,7 +167,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``captum-genomics`` (subcommands ``deeplift``, ``attribute``,
-    ``fastshap``, ``heads``, ``validate``, ``genes``)."""
+    ``fastshap``, ``heads``, ``validate``, ``genes``, ``nodes``)."""
     parser = _Parser(
         prog="captum-genomics",
         description=(
@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command",
-                                metavar="{deeplift,attribute,fastshap,heads,validate,genes}")
+                                metavar="{deeplift,attribute,fastshap,heads,validate,genes,nodes}")
 
     deeplift = sub.add_parser(
         "deeplift",
@@ -230,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_heads(sub)
     _add_validate(sub)
     _add_genes(sub)
+    _add_nodes(sub)
     return parser
 
 
@@ -608,6 +609,176 @@ def _run_genes(args) -> dict:
         plot=not args.no_plot, show_progress=args.show_progress, overwrite=args.overwrite)
 
 
+def _add_nodes(sub) -> None:
+    no = sub.add_parser(
+        "nodes",
+        help="held-out node importances (GO terms) per class, with CIs and q-values",
+        description=(
+            "Probe every node of a layer (a group of its units, e.g. a GO term) for every "
+            "class: out-of-fold AUROC of a logistic-regression probe with a bootstrap 95%% CI, "
+            "permutation p-value and BH q-value, beside width-matched random nodes and an "
+            "untrained copy of the model; parent vs children; a gene perturbation scored by "
+            "the probes. Writes node_table.csv, parent_vs_children.csv, perturbation.csv, "
+            "node_heatmap.png and summary.json. Default: the shipped GO model on the held-out "
+            "cells of scanpy's pbmc68k_reduced (.raw, labels 'bulk_labels')."),
+    )
+    no.add_argument("--out", type=Path, default=Path("captum_genomics_nodes_out"),
+                    help="output folder (default: ./captum_genomics_nodes_out/)")
+    no.add_argument("--h5ad", type=Path, default=None, help="your cells (.h5ad); needs --model")
+    no.add_argument("--model", default=None, metavar="MODULE_OR_FILE:NAME",
+                    help="your classifier (an nn.Module or a function that builds one); needs "
+                         "--h5ad, --layer, --nodes and --labels-key")
+    no.add_argument("--weights", default=None, help="a state_dict file for --model")
+    no.add_argument("--layer", default=None, metavar="NAME",
+                    help="dotted name of the node layer in --model (default: 'terms' of the "
+                         "shipped model)")
+    no.add_argument("--nodes", type=Path, default=None, metavar="FILE",
+                    help="node -> unit indices of --layer's output: JSON {node: [i, ...]} or "
+                         "TSV lines 'node<TAB>i,j,...' (a node may repeat)")
+    no.add_argument("--parents", type=Path, default=None, metavar="FILE",
+                    help="JSON {parent: [child, ...]} over --nodes, for parent_vs_children.csv "
+                         "(default: the GO hierarchy of the shipped model)")
+    no.add_argument("--labels-key", default=None,
+                    help="the .obs column with each cell's class (default: 'bulk_labels' of "
+                         "the default data)")
+    no.add_argument("--use-raw", action="store_true", help="read .raw.X of --h5ad")
+    no.add_argument("--cells", choices=("held_out", "all"), default=None,
+                    help="held_out (default for the shipped model): the validation and test "
+                         "cells of its split; all: every cell (the only choice with --model)")
+    no.add_argument("--n-folds", type=_positive_int, default=3,
+                    help="stratified folds of the probes; classes with fewer cells are dropped "
+                         "(default: 3)")
+    no.add_argument("--n-permutations", type=_nonnegative_int, default=99,
+                    help="label permutations of the p-values, p >= 1/(1+N) (default: 99)")
+    no.add_argument("--n-bootstrap", type=_positive_int, default=1000,
+                    help="bootstrap resamples of the CIs (default: 1000)")
+    no.add_argument("--n-random", type=_nonnegative_int, default=20,
+                    help="width-matched random nodes per width (default: 20)")
+    no.add_argument("--perturb", nargs="+", default=None, metavar="GENE",
+                    help="gene(s) set together to --perturb-value in every cell, scored by "
+                         "the fitted probes (writes perturbation.csv)")
+    no.add_argument("--perturb-value", choices=("zero", "mean"), default="zero",
+                    help="value of the perturbed genes (default: zero)")
+    no.add_argument("--random-state", type=_seed, default=0,
+                    help="seed of folds, permutations, resamples, random nodes (default: 0)")
+    no.add_argument("--threads", type=_positive_int, default=1,
+                    help="torch threads (default: 1; the many small probe fits run slower "
+                         "with more)")
+    no.add_argument("--no-plot", action="store_true", help="do not write node_heatmap.png")
+    no.add_argument("--show-progress", "--progress", dest="show_progress",
+                    action="store_true", help="show a progress bar over the nodes")
+    _add_run_options(no)
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _read_nodes(path: Path) -> dict:
+    """``--nodes``: JSON ``{node: [unit, ...]}`` or TSV ``node<TAB>unit,unit,...`` lines."""
+    import json
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CLIError(f"--nodes: no such file {os.fspath(path)!r}.") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise CLIError(f"--nodes: cannot read {os.fspath(path)!r}: {err}") from err
+    if text.lstrip().startswith("{"):
+        try:
+            raw = json.loads(text)
+            return {str(k): [int(i) for i in v] for k, v in raw.items()}
+        except (ValueError, TypeError, AttributeError) as err:
+            raise CLIError(f"--nodes: {os.fspath(path)!r} is not a JSON object of node -> list "
+                           f"of unit indices: {err}") from err
+    nodes: dict = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.rstrip("\n").split("\t")
+        units = parts[1].replace(",", " ").split() if len(parts) == 2 else None
+        try:
+            values = [int(u) for u in units] if units else None
+        except ValueError:
+            values = None
+        if values is None:
+            if number == 1 and not nodes:  # a header line
+                continue
+            raise CLIError(f"--nodes: line {number} of {os.fspath(path)!r} is not "
+                           "'node<TAB>unit,unit,...'.")
+        nodes.setdefault(parts[0], []).extend(values)
+    if not nodes:
+        raise CLIError(f"--nodes: {os.fspath(path)!r} names no node.")
+    return nodes
+
+
+def _read_parents(path: Path) -> dict:
+    import json
+
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return {str(k): [str(c) for c in v] for k, v in raw.items()}
+    except FileNotFoundError:
+        raise CLIError(f"--parents: no such file {os.fspath(path)!r}.") from None
+    except (OSError, ValueError, TypeError, AttributeError) as err:
+        raise CLIError(f"--parents: {os.fspath(path)!r} is not a JSON object of parent -> list "
+                       f"of children: {err}") from err
+
+
+def _run_nodes(args) -> dict:
+    from captum_genomics.workflows.nodes_pbmc import OUTPUT_FILES, run_nodes_job
+
+    own = [args.model, args.weights, args.layer, args.nodes, args.use_raw]
+    if args.h5ad is None and any(own):
+        raise CLIError("--model/--weights/--layer/--nodes/--use-raw need --h5ad (your cells).")
+    if args.h5ad is not None:
+        missing = [o for o, v in (("--model", args.model), ("--layer", args.layer),
+                                  ("--nodes", args.nodes), ("--labels-key", args.labels_key))
+                   if v is None]
+        if missing:
+            raise CLIError(f"--h5ad needs {', '.join(missing)} (your classifier, its node "
+                           "layer, the nodes' unit indices and the obs column of the classes).")
+        if args.cells == "held_out":
+            raise CLIError("--cells held_out needs the shipped model's split; with --model give "
+                           "cells it did not train on (--cells all).")
+    _check_out(args, OUTPUT_FILES)
+    model = adata = nodes = parents = None
+    if args.h5ad is not None:
+        adata = _read_h5ad(args.h5ad)
+        model = load_model(args.model, args.weights)
+        nodes = _read_nodes(args.nodes)
+    if args.parents is not None:
+        parents = _read_parents(args.parents)
+    if args.perturb:
+        if adata is None:
+            from captum_genomics.zoo.go_pbmc import load_go_pbmc_metadata
+
+            genes = load_go_pbmc_metadata()["genes"]
+        else:
+            genes = adata.raw.var_names if args.use_raw and adata.raw is not None \
+                else adata.var_names
+        known = {str(g) for g in genes}
+        for gene in args.perturb:
+            if gene not in known:
+                raise CLIError(f"--perturb: {gene!r} is not a gene of the data "
+                               f"({len(known)} genes).")
+        if len(set(args.perturb)) != len(args.perturb):
+            raise CLIError("--perturb names a gene more than once.")
+    return run_nodes_job(
+        args.out, model=model, adata=adata, layer=args.layer, nodes=nodes, parents=parents,
+        labels_key=args.labels_key, cells=args.cells, n_folds=args.n_folds,
+        n_permutations=args.n_permutations, n_bootstrap=args.n_bootstrap,
+        n_random=args.n_random, perturb=args.perturb, perturb_value=args.perturb_value,
+        random_state=args.random_state, use_raw=args.use_raw or None, threads=args.threads,
+        plot=not args.no_plot, show_progress=args.show_progress, overwrite=args.overwrite)
+
+
 def _npy(path: Path, option: str):
     import numpy as np
 
@@ -808,6 +979,9 @@ def _dispatch(args) -> int:
         return EXIT_OK
     if args.command == "genes":
         _run_genes(args)
+        return EXIT_OK
+    if args.command == "nodes":
+        _run_nodes(args)
         return EXIT_OK
     return _strict_status(args, _run_deeplift(args))
 
