@@ -277,6 +277,18 @@ def _add_fastshap(sub) -> None:
                     help="with --h5ad: obs column of the classes (sorted names = model outputs)")
     fs.add_argument("--use-raw", action="store_true", help="with --h5ad: read adata.raw.X")
     fs.add_argument("--layer", default=None, help="with --h5ad: read adata.layers[LAYER]")
+    fs.add_argument("--split-key", default=None, metavar="KEY",
+                    help="with --h5ad: obs column of each cell's split (train/validation/test; "
+                         "also training, val, valid, testing): the explainer is fitted on "
+                         "train, and only test cells are explained and reported. Without it "
+                         "the job makes its own split, which may include cells your model "
+                         "trained on")
+    fs.add_argument("--show-progress", "--progress", dest="show_progress", action="store_true",
+                    default=None,
+                    help="show progress bars while the explainer trains (default: on when "
+                         "stderr is a terminal)")
+    fs.add_argument("--no-progress", dest="show_progress", action="store_false",
+                    help="no progress bars")
     _add_run_options(fs)
 
 
@@ -289,14 +301,19 @@ def _run_fastshap(args) -> dict:
         print("captum-genomics fastshap: --seed is deprecated; use --random-state.",
               file=sys.stderr)
         args.random_state = args.seed
+    show_progress = args.show_progress
+    if show_progress is None:
+        show_progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
     common = dict(random_state=args.random_state, max_epochs=args.max_epochs,
                   n_samples=args.n_samples,
                   objective=args.objective, gene_dropout=args.gene_dropout,
                   link=args.link, target=args.target, n_cells=args.n_cells, top_k=args.top_k,
-                  plot=not args.no_plot, overwrite=args.overwrite)
+                  plot=not args.no_plot, overwrite=args.overwrite, show_progress=show_progress)
     if args.h5ad is None:
-        if args.model or args.weights or args.label_key or args.use_raw or args.layer:
-            raise CLIError("--model/--weights/--label-key/--use-raw/--layer need --h5ad.")
+        if (args.model or args.weights or args.label_key or args.use_raw or args.layer
+                or args.split_key):
+            raise CLIError("--model/--weights/--label-key/--use-raw/--layer/--split-key "
+                           "need --h5ad.")
         _check_out(args, OUTPUT_FILES)
         from captum_genomics.workflows.fastshap_pbmc import run_fastshap_job
 
@@ -308,11 +325,14 @@ def _run_fastshap(args) -> dict:
 
     from captum_genomics.sc.inputs import anndata_matrix
     from captum_genomics.sc.pbmc import stratified_split
-    from captum_genomics.workflows.fastshap_pbmc import run_fastshap_on_data
+    from captum_genomics.workflows.fastshap_pbmc import run_fastshap_on_data, split_from_obs
 
     adata = _read_h5ad(args.h5ad)
     if args.label_key not in adata.obs:
         raise CLIError(f"--label-key {args.label_key!r} is not an obs column; "
+                       f"columns: {list(adata.obs.columns)}.")
+    if args.split_key is not None and args.split_key not in adata.obs:
+        raise CLIError(f"--split-key {args.split_key!r} is not an obs column; "
                        f"columns: {list(adata.obs.columns)}.")
     try:
         matrix = anndata_matrix(adata, args.layer, args.use_raw, "--h5ad")
@@ -324,6 +344,15 @@ def _run_fastshap(args) -> dict:
     names = adata.obs[args.label_key].astype(str).to_numpy()
     label_names = sorted(set(names))
     labels = np.array([label_names.index(c) for c in names], dtype=np.int64)
+    if args.split_key is None:
+        split, source = stratified_split(labels, random_state=0), "job"
+    else:
+        try:
+            split = split_from_obs(adata.obs[args.split_key].to_numpy(), labels,
+                                   random_state=0, key=args.split_key)
+        except ValueError as err:
+            raise CLIError(f"--split-key: {err}") from err
+        source = "obs"
     model = load_model(args.model, args.weights)
     with torch.no_grad():
         try:
@@ -336,8 +365,9 @@ def _run_fastshap(args) -> dict:
         raise CLIError(f"--model returns shape {shape} but {args.label_key!r} has "
                        f"{len(label_names)} classes; expected (N, {len(label_names)}).")
     return run_fastshap_on_data(model, x.astype(np.float32), labels, list(genes), label_names,
-                                stratified_split(labels, random_state=0), args.out,
-                                label=f"cells of {args.h5ad.name}", **common)
+                                split, args.out, label=f"cells of {args.h5ad.name}",
+                                cell_names=[str(c) for c in adata.obs_names],
+                                split_source=source, **common)
 
 
 def _alpha(text: str) -> float:

@@ -94,7 +94,8 @@ def plot_top_genes_grid(table, k: int = 8, classes: Sequence[str] | None = None,
     classes
         Default: every class, in the table's order.
     markers
-        Class name to marker genes, highlighted. Default none.
+        Class name to marker genes, highlighted. Default none. The figure's
+        x label mentions markers only when one is among the genes shown.
     ncols
         Panels per row. Default 5.
 
@@ -107,12 +108,17 @@ def plot_top_genes_grid(table, k: int = 8, classes: Sequence[str] | None = None,
     nrows = -(-len(classes) // ncols)
     fig = figure_class()(figsize=(3.2 * ncols, (0.28 * k + 1.0) * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
+    shown_marker = False
     for ax, cls in zip(axes.flat, classes):
-        plot_top_genes(table, cls, k, ax=ax, markers=(markers or {}).get(cls, ()))
+        mk = set((markers or {}).get(cls, ()))
+        plot_top_genes(table, cls, k, ax=ax, markers=mk)
         ax.set_xlabel("")
+        shown_marker |= bool(mk & set(_class_rows(table, cls).head(k)["gene"]))
     for ax in list(axes.flat)[len(classes):]:
         ax.set_visible(False)
-    fig.supxlabel("mean attribution (95% CI); markers in orange", fontsize=9)
+    # Mention markers only when a marker bar is actually drawn.
+    fig.supxlabel("mean attribution (95% CI)"
+                  + ("; markers in orange" if shown_marker else ""), fontsize=9)
     return fig
 
 

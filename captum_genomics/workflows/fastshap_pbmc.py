@@ -46,8 +46,8 @@ import torch
 from captum_genomics._utils.deprecation import MISSING, renamed_keyword
 from captum_genomics._utils.outputs import OutputFolder
 
-__all__ = ["PBMC_MARKERS", "MARKER_SOURCE", "OUTPUT_FILES", "run_fastshap_on_data",
-           "run_fastshap_job"]
+__all__ = ["PBMC_MARKERS", "MARKER_SOURCE", "OUTPUT_FILES", "SPLIT_NAMES", "split_from_obs",
+           "run_fastshap_on_data", "run_fastshap_job"]
 
 OUTPUT_FILES = ("gene_table.csv", "top_genes.csv", "attributions.npz", "fastshap.pt",
                 "summary.json", "top_genes.png", "stacked_contributions.png")
@@ -84,6 +84,82 @@ def _markers_for(name: str, markers: dict | None) -> list[str]:
     return list((markers or {}).get(name, []))
 
 
+SPLIT_NAMES: dict[str, str] = {
+    "train": "train", "training": "train",
+    "validation": "validation", "val": "validation", "valid": "validation",
+    "test": "test", "testing": "test",
+}
+"""Accepted values of a split column (case-insensitive, surrounding spaces ignored)."""
+
+CARVED_VALIDATION_FRACTION = 0.15
+"""Part of the train cells set aside for early stopping when a split has no validation cells."""
+
+
+def split_from_obs(values, labels, random_state: int = 0, key: str = "split") -> dict:
+    """Train/validation/test cell indices from a per-cell column of split names.
+
+    Parameters
+    ----------
+    values : array-like, shape=(N,)
+        Each cell's split, e.g. ``adata.obs["split"]``: ``train``/``training``,
+        ``validation``/``val``/``valid``, ``test``/``testing``
+        (case-insensitive; :data:`SPLIT_NAMES`).
+    labels : array-like, shape=(N,)
+        The cells' classes, to carve a stratified validation part out of the
+        train cells when no cell is marked validation.
+    random_state
+        Seed of that carve (:func:`captum_genomics.sc.pbmc.stratified_split`).
+    key
+        The column's name, for messages.
+
+    Returns
+    -------
+    dict
+        ``"train"``, ``"validation"``, ``"test"``: sorted int64 cell indices;
+        ``"carved_validation"``: True when the validation cells were taken
+        from the train cells (:data:`CARVED_VALIDATION_FRACTION` of each
+        class, seeded).
+
+    Raises
+    ------
+    ValueError
+        If any value is not a split name (the message lists them), or there
+        are no train or no test cells, or too few train cells to carve a
+        validation part.
+    """
+    from captum_genomics.sc.pbmc import stratified_split
+
+    raw = np.asarray(values).astype(str)
+    norm = np.char.lower(np.char.strip(raw))
+    bad = sorted({str(r) for r, v in zip(raw, norm) if v not in SPLIT_NAMES})
+    if bad:
+        n_bad = int(sum(v not in SPLIT_NAMES for v in norm))
+        shown = bad[:10] + (["..."] if len(bad) > 10 else [])
+        raise ValueError(
+            f"split column {key!r} has unexpected values {shown} ({n_bad} cells); "
+            f"expected train, validation or test (also training, val, valid, testing; "
+            f"any case).")
+    mapped = np.array([SPLIT_NAMES[v] for v in norm])
+    split = {k: np.flatnonzero(mapped == k).astype(np.int64)
+             for k in ("train", "validation", "test")}
+    for k in ("train", "test"):
+        if len(split[k]) == 0:
+            raise ValueError(f"split column {key!r} marks no cell as {k}.")
+    split["carved_validation"] = False
+    if len(split["validation"]) == 0:
+        tr = split["train"]
+        part = stratified_split(np.asarray(labels)[tr],
+                                {"validation": CARVED_VALIDATION_FRACTION}, random_state)
+        if len(part["validation"]) == 0 or len(part["train"]) == 0:
+            raise ValueError(
+                f"split column {key!r} has no validation cells and its {len(tr)} train "
+                f"cells are too few to set some aside for validation.")
+        split["train"] = tr[part["train"]]
+        split["validation"] = tr[part["validation"]]
+        split["carved_validation"] = True
+    return split
+
+
 def run_fastshap_on_data(
     model: torch.nn.Module,
     x: np.ndarray,
@@ -107,6 +183,9 @@ def run_fastshap_on_data(
     label: str = "cells",
     overwrite: bool = False,
     *,
+    cell_names: Sequence[str] | None = None,
+    split_source: str = "given",
+    show_progress: bool = False,
     seed: Any = MISSING,
 ) -> dict:
     """Fit FastSHAP over genes, explain held-out cells, write tables and plots.
@@ -122,7 +201,11 @@ def run_fastshap_on_data(
     genes, label_names
         Length ``G`` and ``C``.
     split
-        ``"train"``, ``"validation"``, ``"test"`` cell indices.
+        ``"train"``, ``"validation"``, ``"test"`` cell indices; or, the
+        Python counterpart of ``--split-key``, each cell's split name
+        (``adata.obs["split"]``, see :func:`split_from_obs`). The explainer
+        is fitted on the train cells (validation cells for early stopping)
+        and only the test cells are explained and reported.
     out_dir
         Output folder (created), checked before the fit; the files appear
         only when the job succeeds (:data:`OUTPUT_FILES`).
@@ -165,6 +248,18 @@ def run_fastshap_on_data(
         Allow an ``out_dir`` that holds an earlier run's results: its files
         are replaced, and those its ``summary.json`` lists that this run does
         not write are removed. Other files are never touched. Default False.
+    cell_names
+        Length ``N``: the cells' ``obs_names`` (barcodes), written as
+        ``obs_names`` in ``attributions.npz`` and listed in the summary.
+        Default: the positions as strings.
+    split_source : {"given", "obs", "job"}
+        Where ``split`` comes from, for the report and ``summary.json``:
+        the caller's (default; ``"obs"`` when ``split`` is per-cell names)
+        or ``"job"``: made by the job, not the one the model was trained
+        with, so the accuracy may include cells the model trained on (the
+        report says so).
+    show_progress
+        Progress bars while the explainer trains. Default False.
     seed
         Deprecated spelling of ``random_state``, kept for one release
         (``DeprecationWarning``).
@@ -173,7 +268,12 @@ def run_fastshap_on_data(
     -------
     dict
         The content of ``summary.json`` (where ``random_state`` is recorded
-        as ``"seed"``) plus ``"report"`` (the printed text).
+        as ``"seed"``; ``"split"`` says where the split came from and its
+        sizes) plus ``"report"`` (the printed text). ``attributions.npz``
+        holds ``attributions`` (test cells x genes), ``obs_names`` (the
+        explained cells' barcodes), ``cells`` (their integer positions, kept
+        for compatibility), ``target``, ``labels``, ``predicted``, ``delta``
+        and ``genes``.
 
     Raises
     ------
@@ -195,12 +295,22 @@ def run_fastshap_on_data(
     if target not in ("true", "predicted"):
         raise ValueError(f"`target` must be 'true' or 'predicted', got {target!r}.")
     t_start = time.perf_counter()
+    if not isinstance(split, dict):
+        split = split_from_obs(split, labels, random_state=0)
+        split_source = "obs" if split_source == "given" else split_source
     out_dir = Path(out_dir)
     with OutputFolder(out_dir, OUTPUT_FILES, overwrite=overwrite) as out:
         model.eval()
         genes, label_names = [str(g) for g in genes], [str(c) for c in label_names]
         xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
-        tr, va, te = (np.asarray(split[k]) for k in ("train", "validation", "test"))
+        carved = bool(split.get("carved_validation", False))
+        tr, va, te = (np.asarray(split[k], dtype=np.int64)
+                      for k in ("train", "validation", "test"))
+        n_test_total = len(te)
+        names_all = (np.array([str(c) for c in cell_names]) if cell_names is not None
+                     else np.arange(len(xt)).astype(str))
+        if len(names_all) != len(xt):
+            raise ValueError(f"`cell_names` has {len(names_all)} names for {len(xt)} cells.")
         if n_cells is not None:
             te = te[:n_cells]
 
@@ -212,7 +322,7 @@ def run_fastshap_on_data(
         t0 = time.perf_counter()
         fs = FastSHAP.fit(model, xt[tr], xt[va], link=link, random_state=random_state,
                           explainer_kwargs={"hidden_width": 256},
-                          train_kwargs=train_kwargs)
+                          train_kwargs=train_kwargs, show_progress=show_progress)
         fit_seconds = time.perf_counter() - t0
         hist = fs.history["explainer"]
 
@@ -240,12 +350,31 @@ def run_fastshap_on_data(
         top_table.to_csv(out.staged("top_genes.csv"), index=False)
         np.savez_compressed(out.staged("attributions.npz"),
                             attributions=attr_np.astype(np.float32), cells=te,
+                            obs_names=names_all[te],
                             target=explained, labels=y_te, predicted=pred,
                             delta=delta.double().numpy(), genes=np.array(genes))
         fs.save(out.staged("fastshap.pt"))
 
         gene_set = set(genes)
         per_class = {}
+        accuracy = float((pred == y_te).mean())
+        split_info = {
+            "source": split_source, "n_train": int(len(tr)), "n_validation": int(len(va)),
+            "n_test": int(n_test_total), "validation_carved_from_train": carved,
+        }
+        split_lines = []
+        if split_source == "job":
+            split_info["note"] = (
+                "split made by this job (stratified, seed 0), not the one the model was "
+                "trained with: the accuracy may include cells the model trained on; pass "
+                "--split-key (split=) to use your own")
+            split_lines.append(f"WARNING: {split_info['note']}")
+        if carved:
+            split_info["carved_note"] = (
+                f"no validation cells in the split: {len(va)} of the train cells "
+                f"({CARVED_VALIDATION_FRACTION:.0%} per class, seeded) were set aside "
+                f"for early stopping")
+            split_lines.append(split_info["carved_note"])
         lines = [
             f"FastSHAP on {len(te)} held-out {label} x {len(genes)} genes (players), "
             f"{'probabilities' if link == 'softmax' else 'logits'} of each cell's "
@@ -254,9 +383,12 @@ def run_fastshap_on_data(
             f"cells ({hist['epochs_run']} epochs, best {hist['best_epoch']}, val loss "
             f"{hist['initial_val_loss']:.3g} -> {hist['best_val_loss']:.3g}); "
             f"explaining: {explain_seconds:.2f} s",
-            f"held-out accuracy of the model: {float((pred == y_te).mean()):.3f}",
+            *split_lines,
+            f"accuracy of the model on the {len(te)} explained test cells: {accuracy:.3f}"
+            + (" (job-made split: may include cells the model trained on)"
+               if split_source == "job" else ""),
             f"efficiency gap |sum(phi) - (v(x) - v(0))|: max {float(delta.abs().max()):.1e}",
-            f"top {top_k} genes per class (* = known marker):",
+            f"top {top_k} genes per class" + (" (* = known marker):" if markers else ":"),
         ]
         for name, sub in table.groupby("class", sort=False):
             top = sub.head(top_k)
@@ -272,8 +404,9 @@ def run_fastshap_on_data(
             }
             shown = ", ".join(g + ("*" if g in mk else "") for g in top["gene"])
             in_panel = per_class[name]["markers_in_panel"]
-            lines.append(f"  {name} (n={per_class[name]['n_cells']}): {shown}  "
-                         f"[markers in top {top_k}: {len(hits)}/{len(in_panel)} in panel]")
+            suffix = (f"  [markers in top {top_k}: {len(hits)}/{len(in_panel)} in panel]"
+                      if in_panel else "")
+            lines.append(f"  {name} (n={per_class[name]['n_cells']}): {shown}{suffix}")
         files = ["gene_table.csv", "top_genes.csv", "attributions.npz", "fastshap.pt",
                  "summary.json"]
         if plot:
@@ -298,7 +431,7 @@ def run_fastshap_on_data(
             "fit_seconds": round(fit_seconds, 2), "explain_seconds": round(explain_seconds, 3),
             "epochs_run": hist["epochs_run"], "best_epoch": hist["best_epoch"],
             "best_val_loss": hist["best_val_loss"],
-            "test_accuracy": float((pred == y_te).mean()),
+            "test_accuracy": accuracy, "split": split_info,
             "max_abs_efficiency_gap": float(delta.abs().max()),
             "per_class": per_class, "marker_source": MARKER_SOURCE if markers else None,
             "files": files,
@@ -323,7 +456,7 @@ def run_fastshap_job(out_dir: str | os.PathLike = "captum_genomics_fastshap_out"
                      gene_dropout: float = 0.15, target: str = "true",
                      n_cells: int | None = None, top_k: int = 10, plot: bool = True,
                      verbose: bool = True, overwrite: bool = False, *,
-                     seed: Any = MISSING) -> dict:
+                     show_progress: bool = False, seed: Any = MISSING) -> dict:
     """The default single-cell job on ``pbmc68k_reduced`` with the shipped classifier.
 
     Parameters are those of :func:`run_fastshap_on_data`; the data, model,
@@ -354,5 +487,6 @@ def run_fastshap_job(out_dir: str | os.PathLike = "captum_genomics_fastshap_out"
         objective=objective, gene_dropout=gene_dropout,
         target=target, n_cells=n_cells, top_k=top_k, markers=PBMC_MARKERS, plot=plot,
         verbose=verbose, label="PBMCs (pbmc68k_reduced test split)", overwrite=overwrite,
+        cell_names=data.cells, show_progress=show_progress,
     )
 
