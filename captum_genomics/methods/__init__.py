@@ -3,6 +3,10 @@
 from captum_genomics.methods.fast_shap import FastSHAP
 from captum_genomics.methods.head_ablation import HeadAblationExplainedVariance
 from captum_genomics.methods.head_ablation_classifier import HeadAblationClassifierEffect
+from captum_genomics.methods.in_silico_mutagenesis import (
+    FastPathFallbackWarning,
+    InSilicoMutagenesis,
+)
 from captum_genomics.methods.layer_node_probe import LayerNodeProbe
 from captum_genomics.methods.shuffle_deep_lift_shap import (
     ConvergenceDeltaWarning,
@@ -17,5 +21,7 @@ __all__ = [
     "FastSHAP",
     "HeadAblationExplainedVariance",
     "HeadAblationClassifierEffect",
+    "InSilicoMutagenesis",
+    "FastPathFallbackWarning",
     "LayerNodeProbe",
 ]

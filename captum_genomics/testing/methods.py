@@ -24,6 +24,7 @@ from captum_genomics import (
     FastSHAP,
     HeadAblationClassifierEffect,
     HeadAblationExplainedVariance,
+    InSilicoMutagenesis,
     LayerNodeProbe,
     ShuffleDeepLiftShap,
 )
@@ -41,11 +42,12 @@ __all__ = [
     "tabular_model",
 ]
 
-KINDS = ("sequence", "tabular", "heads", "nodes")
+KINDS = ("sequence", "tabular", "heads", "nodes", "perturbation")
 """``"sequence"``: one-hot ``(N, 4, L)`` in, per-example references, per-pair deltas.
 ``"tabular"``: ``(cells, genes)`` in, a fitted explainer, one efficiency gap per cell.
 ``"heads"``: attention heads of a model, a result object out.
-``"nodes"``: named groups of a layer's units, a result object out."""
+``"nodes"``: named groups of a layer's units, a result object out.
+``"perturbation"``: one-hot ``(N, 4, L)`` in, forward passes only, no references or deltas."""
 
 N_GENES, N_CLASSES = 7, 3
 
@@ -221,6 +223,14 @@ def _node_probe_example() -> MethodExample:
     return MethodExample(LayerNodeProbe(model, "0"), x, call, {**call, "labels": labels[:5]})
 
 
+def _ism_example() -> MethodExample:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = SequenceModel().to(DTYPE).eval()
+    x = random_one_hot(3, 16, torch.Generator().manual_seed(0))
+    return MethodExample(InSilicoMutagenesis(model, fast=True), x, {"target": 1}, {"target": 7})
+
+
 METHODS = [
     MethodSpec("ShuffleDeepLiftShap", "sequence", _sequence_example, True,
                make=ShuffleDeepLiftShap, kwargs=lambda refs: {"references": refs}),
@@ -233,6 +243,7 @@ METHODS = [
     MethodSpec("HeadAblationExplainedVariance", "heads", _heads_example, False),
     MethodSpec("HeadAblationClassifierEffect", "heads", _heads_classifier_example, False),
     MethodSpec("LayerNodeProbe", "nodes", _node_probe_example, False),
+    MethodSpec("InSilicoMutagenesis", "perturbation", _ism_example, False),
 ]
 """Every Captum attribution method of the package, one entry each."""
 
