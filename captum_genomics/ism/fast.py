@@ -214,6 +214,9 @@ class FastISM:
         linear layers, in a full forward and on the fast path.
     n_local : int
         Position-local nodes (the input included).
+    step_factor : int
+        A step may hold ``step_factor * batch_size`` edits (see
+        :meth:`_step_factor`).
     """
 
     def __init__(self, model: nn.Module, gm: fx.GraphModule, n_bases: int, length: int,

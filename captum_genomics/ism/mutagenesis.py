@@ -94,7 +94,10 @@ def edit_changes(
     start, end : int
         Edit positions ``start <= l < end``. Default the whole sequence.
     batch_size : int
-        Edited sequences per forward pass. Default 64.
+        Edited sequences per forward pass of the naive path. A step of the
+        fast path holds ``batch_size * engine.step_factor`` edits (see
+        :meth:`~captum_genomics.ism.fast.FastISM._step_factor`): no more
+        activations than a naive batch. Default 64.
     fast : bool or "auto"
         ``True``: the fast path whenever the model supports it; ``"auto"``
         (default): also skip it when the job is a single batch or the

@@ -173,8 +173,13 @@ class InSilicoMutagenesis(PerturbationAttribution):
             ``centered`` it has no effect: the changes of all bases are
             returned, the observed base's being 0.
         batch_size : int
-            Edited sequences per forward pass of the naive path, which bounds
-            memory; the fast path runs as many edits per step. Default 64.
+            Edited sequences per forward pass, which bounds memory. The fast
+            path holds windows instead of full activations for its local
+            layers: when a step's activations per edit are at least ``k``
+            times smaller, it runs ``k * batch_size`` edits per step
+            (``k <= 4``, :data:`~captum_genomics.ism.fast.MAX_STEP_FACTOR`), so
+            that no step holds more activations than a naive batch of
+            ``batch_size``. Default 64.
         show_progress : bool
             Show a tqdm progress bar over edits. Default False.
         targets : sequence of targets, optional
