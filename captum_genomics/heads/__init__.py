@@ -14,6 +14,7 @@
 """
 
 from captum_genomics.heads.ablation import (
+    check_ablation_options,
     ABLATIONS,
     DEFAULT_BATCH_ROWS,
     DEFAULT_CHUNK_BYTES,
@@ -54,6 +55,7 @@ __all__ = [
     "HeadAdapterRegistry",
     "default_head_adapters",
     "ablated_forward",
+    "check_ablation_options",
     "keep_masks",
     "reference_means",
     "MODES",

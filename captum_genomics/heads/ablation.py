@@ -133,6 +133,26 @@ def _check_keep(keep: Any, adapters: Sequence[HeadAdapter]) -> list[Tensor]:
     return keep
 
 
+def check_ablation_options(ablation: Any, mode: Any, reference_inputs: Any) -> None:
+    """The ``ablation``/``mode`` arguments every head-ablation method takes.
+
+    Raises
+    ------
+    ValueError
+        ``ablation`` not in :data:`ABLATIONS`, ``mode`` not in :data:`MODES`,
+        or ``mode="mean"`` without ``reference_inputs``.
+    """
+    if ablation not in ABLATIONS:
+        raise ValueError(f"`ablation` must be one of {ABLATIONS}, got {ablation!r}.")
+    if mode not in MODES:
+        raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}.")
+    if mode == "mean" and reference_inputs is None:
+        raise ValueError(
+            "`mode='mean'` replaces ablated heads by their mean over a reference set: pass "
+            "`reference_inputs` (e.g. the inputs themselves), or use `mode='zero'`."
+        )
+
+
 def _check_mode(mode: Any) -> str:
     if mode not in MODES:
         raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}.")

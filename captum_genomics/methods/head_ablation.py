@@ -38,8 +38,7 @@ from captum_genomics._utils.captum import PerturbationAttribution, log_usage
 from captum_genomics._utils.checks import check_eval_mode, check_finite, check_positive_int
 from captum_genomics._utils.deprecation import MISSING, renamed_keyword
 from captum_genomics.heads import (
-    ABLATIONS,
-    MODES,
+    check_ablation_options,
     HeadAblationResult,
     HeadAdapter,
     HeadAdapterRegistry,
@@ -601,15 +600,7 @@ class HeadAblationExplainedVariance(_HeadAblationMethod):
         alpha = check_alpha(alpha)
         if not isinstance(check_observed, bool):
             raise TypeError(f"`check_observed` must be a bool, got {check_observed!r}.")
-        if ablation not in ABLATIONS:
-            raise ValueError(f"`ablation` must be one of {ABLATIONS}, got {ablation!r}.")
-        if mode not in MODES:
-            raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}.")
-        if mode == "mean" and reference_inputs is None:
-            raise ValueError(
-                "`mode='mean'` replaces ablated heads by their mean over a reference set: pass "
-                "`reference_inputs` (e.g. the inputs themselves), or use `mode='zero'`."
-            )
+        check_ablation_options(ablation, mode, reference_inputs)
         if n_permutations is not None:
             check_positive_int(n_permutations, "n_permutations")
         check_positive_int(min_cells, "min_cells")
