@@ -38,6 +38,7 @@ from pathlib import Path
 from types import TracebackType
 
 __all__ = ["MANIFEST", "STAGING_PREFIX", "OutputFolder", "check_output_folder",
+           "stage_summary", "finish_report",
            "manifest_files"]
 
 MANIFEST = "summary.json"
@@ -358,3 +359,36 @@ class OutputFolder:
             except OSError:  # not empty: someone else wrote there meanwhile
                 break
         self._created = []
+
+
+def stage_summary(out: "OutputFolder", summary: dict, files: list[str], t_start: float) -> None:
+    """Finish a job's ``summary.json`` in ``out``'s staging folder (it is moved in last).
+
+    Appends ``"summary.json"`` to ``files``, stores ``files`` and the seconds
+    since ``t_start`` (``time.perf_counter()``) in ``summary`` and writes it.
+    """
+    import time
+
+    files.append(MANIFEST)
+    summary["files"] = files
+    summary["seconds"] = round(time.perf_counter() - t_start, 2)
+    with open(out.staged(MANIFEST), "w", encoding="utf-8") as fh:
+        json.dump(summary, fh, indent=1, default=str)
+        fh.write("\n")
+
+
+def finish_report(out: "OutputFolder", out_dir: str | os.PathLike, summary: dict,
+                  lines: list[str], verbose: bool) -> dict:
+    """After the files are in place: the closing report lines, printed when ``verbose``.
+
+    Returns ``summary`` with ``"report"`` set (the lines joined).
+    """
+    lines.append(f"wrote {', '.join(summary['files'])} to {os.fspath(out_dir)}/ in "
+                 f"{summary['seconds']:.1f} s")
+    if out.removed:
+        lines.append(f"removed the earlier run's {', '.join(out.removed)}")
+    summary["report"] = "\n".join(lines)
+    if verbose:
+        print(summary["report"])
+    return summary
+

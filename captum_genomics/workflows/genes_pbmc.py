@@ -30,7 +30,6 @@ What :func:`run_genes_job` does, in order:
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -177,7 +176,12 @@ def run_genes_job(
     """
     import pandas as pd
 
-    from captum_genomics._utils.outputs import OutputFolder, check_output_folder
+    from captum_genomics._utils.outputs import (
+        OutputFolder,
+        check_output_folder,
+        finish_report,
+        stage_summary,
+    )
     from captum_genomics.sc.gene_attributions import class_gene_attributions
     from captum_genomics.stats.attribution_tables import attribution_table, top_genes
 
@@ -299,17 +303,5 @@ def run_genes_job(
                 files += ["top_genes.png", "positive_contributions.png", "heatmap.png"]
             except ImportError as err:
                 lines.append(f"plots skipped: {err}")
-        files.append("summary.json")
-        summary["files"] = files
-        summary["seconds"] = round(time.perf_counter() - t_start, 2)
-        with open(out.staged("summary.json"), "w", encoding="utf-8") as fh:
-            json.dump(summary, fh, indent=1, default=str)
-            fh.write("\n")
-    lines.append(f"wrote {', '.join(files)} to {os.fspath(out_dir)}/ in "
-                 f"{summary['seconds']:.1f} s")
-    if out.removed:
-        lines.append(f"removed the earlier run's {', '.join(out.removed)}")
-    summary["report"] = "\n".join(lines)
-    if verbose:
-        print(summary["report"])
-    return summary
+        stage_summary(out, summary, files, t_start)
+    return finish_report(out, out_dir, summary, lines, verbose)

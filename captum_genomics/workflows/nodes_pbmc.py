@@ -37,7 +37,6 @@ What :func:`run_nodes_job` does, in order:
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -245,7 +244,7 @@ def _run(out_dir, model, adata, layer, nodes, parents, labels_key, cells, n_fold
          overwrite, verbose) -> dict:
     import torch
 
-    from captum_genomics._utils.outputs import OutputFolder
+    from captum_genomics._utils.outputs import OutputFolder, finish_report, stage_summary
     from captum_genomics.methods import LayerNodeProbe
 
     t_start = time.perf_counter()
@@ -469,17 +468,5 @@ def _run(out_dir, model, adata, layer, nodes, parents, labels_key, cells, n_fold
                 files.append("node_heatmap.png")
             except ImportError as err:
                 lines.append(f"plot skipped: {err}")
-        files.append("summary.json")
-        summary["files"] = files
-        summary["seconds"] = round(time.perf_counter() - t_start, 2)
-        with open(out.staged("summary.json"), "w", encoding="utf-8") as fh:
-            json.dump(summary, fh, indent=1, default=str)
-            fh.write("\n")
-    lines.append(f"wrote {', '.join(files)} to {os.fspath(out_dir)}/ in "
-                 f"{summary['seconds']:.1f} s")
-    if out.removed:
-        lines.append(f"removed the earlier run's {', '.join(out.removed)}")
-    summary["report"] = "\n".join(lines)
-    if verbose:
-        print(summary["report"])
-    return summary
+        stage_summary(out, summary, files, t_start)
+    return finish_report(out, out_dir, summary, lines, verbose)
