@@ -119,3 +119,64 @@ def test_n_columns_score_zero_and_short_sequences_error():
     assert got[0, 0].tolist() == [1.0, 1.0]
     with pytest.raises(ValueError, match="shorter than the motif"):
         scan(one_hot_encode(["AC"]), pwm)
+
+
+MEME_TEXT = """MEME version 5
+
+ALPHABET= ACGT
+
+Background letter frequencies
+A 0.25 C 0.25 G 0.25 T 0.25
+
+MOTIF M1 FIRST
+letter-probability matrix: alength= 4 w= 3 nsites= 10 E= 0
+ 0.1 0.2 0.3 0.4
+ 1.0 0.0 0.0 0.0
+
+ 0.25 0.25 0.25 0.25
+
+MOTIF M2
+letter-probability matrix: alength= 4 w= 2
+ 0.1 0.2 0.3 0.4
+ 0.0 0.0 0.0 1.0
+"""
+
+
+def test_load_meme_reads_probabilities_as_counts(tmp_path):
+    from captum_genomics.seq.motifs import load_meme, load_motifs
+
+    path = tmp_path / "m.meme"
+    path.write_text(MEME_TEXT)
+    motifs = load_meme(path)
+    assert [(m.id, m.name, m.width) for m in motifs] == [("M1", "FIRST", 3), ("M2", "M2", 2)]
+    expected = 10 * np.array([[0.1, 0.2, 0.3, 0.4], [1, 0, 0, 0], [0.25] * 4]).T
+    np.testing.assert_allclose(motifs[0].counts, expected)
+    np.testing.assert_allclose(motifs[1].counts, 20 * np.array([[0.1, 0.2, 0.3, 0.4],
+                                                                [0, 0, 0, 1]]).T)
+    # load_motifs tells MEME from JASPAR by content
+    assert [m.id for m in load_motifs(path)] == ["M1", "M2"]
+    assert load_motifs(load_ctcf_motif_path())[0].id == "MA0139.2"
+
+
+def load_ctcf_motif_path():
+    from captum_genomics.seq.datasets import data_path
+
+    return data_path("MA0139.2.jaspar")
+
+
+@pytest.mark.parametrize("text, match", [
+    ("MOTIF A\nletter-probability matrix: w= 2\n0.1 0.2 0.3\n0.2 0.2 0.3 0.3\n", "line 3"),
+    ("MOTIF A\nletter-probability matrix: w= 3\n0.1 0.2 0.3 0.4\n", "w= 3"),
+    ("ALPHABET= ACDEFGHIKLMNPQRSTVWY\nMOTIF A\n", "DNA"),
+    ("letter-probability matrix: w= 1\n0.25 0.25 0.25 0.25\n", "before any MOTIF"),
+    ("MOTIF A\nletter-probability matrix: alength= 4\n", "w="),
+    ("nothing here\n", "holds no MEME motif"),
+])
+def test_load_meme_bad_files_name_file_and_line(tmp_path, text, match):
+    from captum_genomics.seq.motifs import load_meme
+
+    path = tmp_path / "bad.meme"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=match) as info:
+        load_meme(path)
+    assert "bad.meme" in str(info.value)

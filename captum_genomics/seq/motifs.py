@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["Motif", "load_jaspar", "log_odds", "scan", "scan_best_match"]
+__all__ = ["Motif", "load_jaspar", "load_meme", "load_motifs", "log_odds", "scan",
+           "scan_best_match"]
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,120 @@ def load_jaspar(path: str | os.PathLike, citation: str = "") -> list[Motif]:
     if not motifs:
         raise ValueError(f"{os.fspath(path)!r} holds no JASPAR motif.")
     return motifs
+
+
+_MEME_MOTIF = re.compile(r"^MOTIF\s+(\S+)(?:\s+(\S+))?")
+_MEME_MATRIX = re.compile(r"^letter-probability matrix:(.*)$")
+
+
+def load_meme(path: str | os.PathLike, citation: str = "") -> list[Motif]:
+    """Read the motifs of a MEME-format file (MEME Suite "minimal MEME format").
+
+    Each motif is a ``MOTIF id [name]`` line followed by a
+    ``letter-probability matrix: ... w= W ...`` line and ``W`` rows of four
+    probabilities in the file's ``ALPHABET`` order (``ACGT``; DNA only).
+    The probabilities become the :class:`Motif` counts, scaled by the
+    header's ``nsites=`` (20, MEME's default, when absent), so that
+    :func:`log_odds`' pseudocount weighs as it does on JASPAR counts.
+
+    Parameters
+    ----------
+    path
+        The file (``.meme``/``.txt``); it may hold several motifs.
+    citation
+        Stored on every returned :class:`Motif`. Default ``""``.
+
+    Returns
+    -------
+    list of Motif
+        In file order, rows ``ACGT``.
+
+    Raises
+    ------
+    ValueError
+        If the file holds no motif, declares a non-DNA alphabet, or a matrix
+        has the wrong number of rows or a row not of four numbers (the
+        message gives the file and line).
+    """
+    where = os.fspath(path)
+    motifs: list[Motif] = []
+    with open(path, "rt", encoding="utf-8") as handle:
+        lines = list(enumerate(handle, start=1))
+    i = 0
+    current: tuple[str, str] | None = None
+    while i < len(lines):
+        lineno, raw = lines[i]
+        line = raw.strip()
+        i += 1
+        if line.startswith("ALPHABET"):
+            alphabet = line.split("=", 1)[-1].strip().split()[0] if "=" in line else ""
+            if alphabet and alphabet.upper() != "ACGT":
+                raise ValueError(f"{where!r} line {lineno}: only the DNA alphabet ACGT is "
+                                 f"supported, got {alphabet!r}.")
+            continue
+        head = _MEME_MOTIF.match(line)
+        if head:
+            current = (head.group(1), head.group(2) or head.group(1))
+            continue
+        matrix = _MEME_MATRIX.match(line)
+        if not matrix:
+            continue
+        if current is None:
+            raise ValueError(f"{where!r} line {lineno}: a letter-probability matrix before any "
+                             "MOTIF line.")
+        fields = dict(re.findall(r"(\w+)=\s*(\S+)", matrix.group(1)))
+        try:
+            width = int(fields["w"])
+            nsites = float(fields.get("nsites", 20.0))
+        except (KeyError, ValueError):
+            raise ValueError(f"{where!r} line {lineno}: the matrix header must give w= "
+                             f"(the width), got {line!r}.") from None
+        rows = []
+        while len(rows) < width:
+            if i >= len(lines):
+                raise ValueError(f"{where!r}: motif {current[0]!r} has {len(rows)} rows, "
+                                 f"its header says w= {width}.")
+            row_no, row = lines[i]
+            i += 1
+            if not row.strip():
+                continue
+            try:
+                values = [float(v) for v in row.split()]
+            except ValueError:
+                raise ValueError(f"{where!r} line {row_no}: motif {current[0]!r} needs {width} "
+                                 f"rows of 4 probabilities, got {row.strip()[:60]!r}.") from None
+            if len(values) != 4:
+                raise ValueError(f"{where!r} line {row_no}: a row of motif {current[0]!r} must "
+                                 f"hold 4 probabilities (A C G T), got {len(values)}.")
+            rows.append(values)
+        counts = np.array(rows, dtype=np.float64).T * nsites
+        motifs.append(Motif(name=current[1], id=current[0], counts=counts, citation=citation))
+        current = None
+    if not motifs:
+        raise ValueError(f"{where!r} holds no MEME motif (no 'letter-probability matrix').")
+    return motifs
+
+
+def load_motifs(path: str | os.PathLike, citation: str = "") -> list[Motif]:
+    """Read a JASPAR (``>ID NAME`` + count rows) or MEME-format motif file.
+
+    The format is told from the content: a file with a ``MOTIF`` line and a
+    ``letter-probability matrix`` is MEME, anything else is read as JASPAR.
+
+    Returns
+    -------
+    list of Motif
+
+    Raises
+    ------
+    ValueError
+        As :func:`load_jaspar` or :func:`load_meme`.
+    """
+    with open(path, "rt", encoding="utf-8") as handle:
+        text = handle.read()
+    if "letter-probability matrix" in text:
+        return load_meme(path, citation=citation)
+    return load_jaspar(path, citation=citation)
 
 
 def log_odds(
