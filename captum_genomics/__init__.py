@@ -26,6 +26,12 @@ _EXPORTS = {
     "InSilicoMutagenesis": "captum_genomics.methods",
     "FastPathFallbackWarning": "captum_genomics.methods",
     "LayerNodeProbe": "captum_genomics.methods",
+    "compare": "captum_genomics.comparison",
+    "ComparisonResult": "captum_genomics.comparison",
+    "ComparisonWarning": "captum_genomics.comparison",
+    "GradientCorrectedModel": "captum_genomics.gradients",
+    "correct_gradients": "captum_genomics.gradients",
+    "off_simplex_angle": "captum_genomics.gradients",
     "HeadAdapterRegistry": "captum_genomics.heads",
     "default_head_adapters": "captum_genomics.heads",
     "MultiheadAttentionAdapter": "captum_genomics.heads",
@@ -87,4 +93,14 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         LayerNodeProbe,
         ShuffleDeepLiftShap,
         UninformativeReferencesWarning,
+    )
+    from captum_genomics.comparison import (  # noqa: F401
+        ComparisonResult,
+        ComparisonWarning,
+        compare,
+    )
+    from captum_genomics.gradients import (  # noqa: F401
+        GradientCorrectedModel,
+        correct_gradients,
+        off_simplex_angle,
     )

@@ -167,7 +167,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``captum-genomics`` (subcommands ``deeplift``, ``attribute``,
-    ``fastshap``, ``heads``, ``validate``, ``genes``, ``nodes``)."""
+    ``fastshap``, ``heads``, ``validate``, ``genes``, ``nodes``, ``compare``)."""
     parser = _Parser(
         prog="captum-genomics",
         description=(
@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command",
-                                metavar="{deeplift,attribute,fastshap,heads,validate,genes,nodes}")
+                                metavar="{deeplift,attribute,fastshap,heads,validate,genes,nodes,compare}")
 
     deeplift = sub.add_parser(
         "deeplift",
@@ -231,7 +231,155 @@ def build_parser() -> argparse.ArgumentParser:
     _add_validate(sub)
     _add_genes(sub)
     _add_nodes(sub)
+    _add_compare(sub)
     return parser
+
+
+def _add_compare(sub) -> None:
+    co = sub.add_parser(
+        "compare",
+        help="attribution methods side by side: speed, completeness, agreement, ground truth",
+        description=(
+            "Run several attribution methods on the same model and sequences and measure "
+            "each: wall time, completeness (convergence delta), agreement (Spearman, "
+            "cosine), per-sequence AUROC/AUPR against planted or matched motifs, cosine to "
+            "the centred PWM, and the cascading-randomisation sanity check. Default: the "
+            "planted-motif task (SP1, GABPA, CEBPB, MAX, YY1 in random 200 bp) with the "
+            "shipped ReLU and exponential CNNs. Writes per model CSV tables, PNG figures "
+            "and a self-contained HTML report, plus summary.csv and summary.json."),
+    )
+    co.add_argument("--out", type=Path, default=Path("captum_genomics_compare_out"),
+                    help="output folder (default: ./captum_genomics_compare_out/)")
+    co.add_argument("--dataset", choices=("planted", "ctcf"), default="planted",
+                    help="built-in study: 'planted' (default; both shipped planted-motif "
+                         "CNNs) or 'ctcf' (the shipped CTCF CNN on its 50 held-out peaks, "
+                         "the best JASPAR CTCF match as ground truth)")
+    co.add_argument("--model", default=None, metavar="MODULE:FACTORY",
+                    help="your model (a module or .py file and the function that builds it); "
+                         "needs --fasta")
+    co.add_argument("--weights", type=Path, default=None, help="state dict for --model")
+    co.add_argument("--fasta", type=Path, default=None,
+                    help="your sequences (FASTA, all the same length; may be gzipped)")
+    co.add_argument("--motifs", type=Path, default=None,
+                    help="JASPAR or MEME motif file: score the methods against the motif "
+                         "matches in your sequences (or, with --plant, plant them)")
+    co.add_argument("--plant", action="store_true",
+                    help="with --motifs: plant one sampled instance of every motif into each "
+                         "sequence and use the planted bases as ground truth")
+    co.add_argument("--min-relative-score", type=float, default=0.8,
+                    help="with --motifs: a match's least relative PWM score (default: 0.8)")
+    co.add_argument("--methods", default=None,
+                    help="comma-separated method names (default: all; see docs/compare.md)")
+    co.add_argument("--target", type=int, default=None,
+                    help="output column to explain (default: the model's single output)")
+    co.add_argument("--n-examples", type=_positive_int, default=None,
+                    help="use only the first N sequences (default: 64 planted positives; all "
+                         "of --fasta)")
+    co.add_argument("--n-references", type=_positive_int, default=20,
+                    help="dinucleotide-shuffled references per sequence (default: 20)")
+    co.add_argument("--ig-steps", type=_positive_int, default=32,
+                    help="Integrated Gradients steps (default: 32)")
+    co.add_argument("--batch-size", type=_positive_int, default=64,
+                    help="sequences or pairs per model call (default: 64)")
+    co.add_argument("--no-randomization", action="store_true",
+                    help="skip the cascading-randomisation sanity check")
+    co.add_argument("--random-state", type=_seed, default=0,
+                    help="seed of the references, GradientShap and randomisation (default: 0)")
+    co.add_argument("--no-plot", action="store_true", help="do not write the PNG figures")
+    co.add_argument("--show-progress", "--progress", dest="show_progress",
+                    action="store_true", help="show progress bars")
+    _add_run_options(co)
+
+
+def _run_compare(args) -> dict:
+    from captum_genomics.workflows.compare_study import output_files, run_compare_job
+
+    methods = None
+    if args.methods is not None:
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        if not methods:
+            raise CLIError("--methods: give at least one method name.")
+        from captum_genomics.comparison.registry import builtin_methods
+
+        known = builtin_methods()
+        unknown = [m for m in methods if m not in known]
+        if unknown:
+            raise CLIError(f"--methods: unknown method(s) {', '.join(unknown)}; known: "
+                           f"{', '.join(known)}.")
+    if args.plant and args.motifs is None:
+        raise CLIError("--plant needs --motifs FILE (the motifs to plant).")
+    if (args.model is None) != (args.fasta is None):
+        raise CLIError("--model and --fasta go together (your model and your sequences).")
+    if args.model is None and (args.weights or args.motifs):
+        raise CLIError("--weights/--motifs need --model and --fasta.")
+    kwargs = dict(methods=methods, target=args.target, n_references=args.n_references,
+                  batch_size=args.batch_size, ig_steps=args.ig_steps,
+                  randomization=not args.no_randomization, random_state=args.random_state,
+                  plot=not args.no_plot, show_progress=args.show_progress,
+                  overwrite=args.overwrite)
+    if args.model is None and args.dataset == "planted":
+        _check_out(args, output_files(["relu", "exponential"]))
+        return run_compare_job(args.out, n_examples=args.n_examples or 64, **kwargs)
+    if args.model is None:
+        from captum_genomics.seq.datasets import load_ctcf_motif, load_ctcf_peaks
+        from captum_genomics.seq.motif_sites import motif_ground_truth
+        from captum_genomics.zoo.ctcf import ctcf_split, load_ctcf_model
+
+        _check_out(args, output_files(["ctcf_cnn"]))
+        test = ctcf_split()["test"][: args.n_examples]
+        one_hot = load_ctcf_peaks().one_hot[test]
+        truth, _ = motif_ground_truth(one_hot, load_ctcf_motif(), best_only=True)
+        return run_compare_job(
+            args.out, models={"ctcf_cnn": load_ctcf_model()}, inputs=one_hot,
+            ground_truth=truth, label=f"{len(test)} held-out GM12878 CTCF peaks (best JASPAR "
+            "MA0139.2 match as ground truth)", **kwargs)
+    _check_out(args, output_files(["model"]))
+    model = load_model(args.model, args.weights)
+    one_hot, names = _read_same_length_fasta(args.fasta, args.n_examples)
+    truth, label = None, f"{one_hot.shape[0]} sequences of {args.fasta.name}"
+    if args.motifs is not None:
+        from captum_genomics.seq.motif_sites import motif_ground_truth, plant_motifs
+        from captum_genomics.seq.motifs import load_motifs
+
+        try:
+            motifs = load_motifs(args.motifs)
+        except (OSError, ValueError) as err:
+            raise CLIError(f"--motifs: {err}") from err
+        try:
+            if args.plant:
+                one_hot, truth, _ = plant_motifs(one_hot, motifs, random_state=args.random_state)
+                label += f" with {len(motifs)} motif(s) of {args.motifs.name} planted"
+            else:
+                truth, sites = motif_ground_truth(one_hot, motifs,
+                                                  min_relative_score=args.min_relative_score)
+                label += (f", {len(sites)} match(es) of {args.motifs.name} (relative score >= "
+                          f"{args.min_relative_score:g}) as ground truth")
+        except ValueError as err:
+            raise CLIError(f"--motifs: {err}") from err
+    return run_compare_job(args.out, models={"model": model}, inputs=one_hot,
+                           ground_truth=truth, label=label, **kwargs)
+
+
+def _read_same_length_fasta(path: Path, n_examples: int | None):
+    """``--fasta`` as one-hot ``(N, 4, L)`` and the record names (CLIError when unusable)."""
+    from captum_genomics.seq.io import one_hot_encode, read_fasta
+
+    try:
+        names, seqs = read_fasta(path)
+    except FileNotFoundError:
+        raise CLIError(f"--fasta: no such file {os.fspath(path)!r}.") from None
+    except (ValueError, OSError) as err:
+        raise CLIError(f"--fasta: {err}") from err
+    if n_examples is not None:
+        names, seqs = names[:n_examples], seqs[:n_examples]
+    if not seqs:
+        raise CLIError(f"--fasta: {os.fspath(path)!r} holds no sequence.")
+    lengths = {len(s) for s in seqs}
+    if len(lengths) > 1:
+        i = next(i for i, s in enumerate(seqs) if len(s) != len(seqs[0]))
+        raise CLIError(f"--fasta: all sequences must have the same length; {names[0]!r} has "
+                       f"{len(seqs[0])} bp but {names[i]!r} has {len(seqs[i])} bp.")
+    return one_hot_encode(seqs), names
 
 
 def _add_fastshap(sub) -> None:
@@ -1012,6 +1160,9 @@ def _dispatch(args) -> int:
         return EXIT_OK
     if args.command == "nodes":
         _run_nodes(args)
+        return EXIT_OK
+    if args.command == "compare":
+        _run_compare(args)
         return EXIT_OK
     return _strict_status(args, _run_deeplift(args))
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from captum_genomics.compare.metrics import (
+from captum_genomics.comparison.metrics import (
     convergence_delta_summary,
     ground_truth_auc,
     observed_scores,

@@ -10,8 +10,8 @@ from captum.attr import Saliency
 from scipy.stats import spearmanr
 from torch import nn
 
-from captum_genomics.compare.metrics import observed_scores
-from captum_genomics.compare.randomization import (
+from captum_genomics.comparison.metrics import observed_scores
+from captum_genomics.comparison.randomization import (
     cascading_randomization,
     flag_insensitive,
     randomizable_layers,

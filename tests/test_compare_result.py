@@ -15,15 +15,15 @@ import torch
 pytest.importorskip("matplotlib")
 pytest.importorskip("logomaker")
 
-from captum_genomics.compare.plots import (  # noqa: E402
+from captum_genomics.comparison.plots import (  # noqa: E402
     plot_agreement_heatmap,
     plot_auroc_distributions,
     plot_example_logos,
     plot_randomization,
     plot_speed_accuracy,
 )
-from captum_genomics.compare.report import figure_png, render_html  # noqa: E402
-from captum_genomics.compare.result import SUMMARY_COLUMNS, ComparisonResult  # noqa: E402
+from captum_genomics.comparison.report import figure_png, render_html  # noqa: E402
+from captum_genomics.comparison.result import SUMMARY_COLUMNS, ComparisonResult  # noqa: E402
 
 METHODS = ["saliency", "<b>x</b>", "ism"]
 N, L = 6, 30

@@ -107,6 +107,12 @@ class MethodSpec:
     randomizable : bool
         Whether the cascading-randomisation check can rebuild the method on a
         randomised copy of the model.
+    hypothetical : bool
+        True when the map gives, at every base, what that base would
+        contribute (hypothetical contributions, gradients, ISM): a position's
+        score is then its value at the observed base. False (contribution
+        maps such as ``(x - r) * g``, whose reference side sits at the other
+        bases): a position's score is the sum over its four bases.
     """
 
     name: str
@@ -114,6 +120,7 @@ class MethodSpec:
     kind: str
     baseline: str = ""
     randomizable: bool = True
+    hypothetical: bool = False
 
 
 GRADIENT_METHODS = ("saliency", "grad_x_input", "ig_zero", "ig_shuffle", "gradient_shap")
@@ -148,19 +155,28 @@ def _ig_zero(model, x, target, ctx):
 
     return IntegratedGradients(model).attribute(
         x, baselines=torch.zeros_like(x), n_steps=ctx.ig_steps,
-        internal_batch_size=max(ctx.batch_size, 1), **_target_kw(target))
+        internal_batch_size=ctx.batch_size * ctx.ig_steps, **_target_kw(target))
+
+
+def _repeat_target(target, k: int):
+    if isinstance(target, Tensor) and target.dim() > 0 and target.numel() > 1:
+        return target.repeat_interleave(k)
+    if isinstance(target, list):
+        return [t for t in target for _ in range(k)]
+    return target
 
 
 def _ig_shuffle(model, x, target, ctx):
+    """IG from each shuffled reference, averaged: one Captum call over the (N*K) pairs."""
     from captum.attr import IntegratedGradients
 
-    ig = IntegratedGradients(model)
     refs = ctx.references.to(x.dtype)
-    total = torch.zeros_like(x)
-    for k in range(refs.shape[1]):
-        total += ig.attribute(x, baselines=refs[:, k], n_steps=ctx.ig_steps,
-                              internal_batch_size=max(ctx.batch_size, 1), **_target_kw(target))
-    return total / refs.shape[1]
+    n, k = refs.shape[:2]
+    attr = IntegratedGradients(model).attribute(
+        x.repeat_interleave(k, 0), baselines=refs.reshape(n * k, *refs.shape[2:]),
+        n_steps=ctx.ig_steps, internal_batch_size=ctx.batch_size * ctx.ig_steps,
+        **_target_kw(_repeat_target(target, k)))
+    return attr.reshape(n, k, *x.shape[1:]).mean(1)
 
 
 def _gradient_shap(model, x, target, ctx):
@@ -208,11 +224,13 @@ def _captum_deeplift_shap(model, x, target, ctx):
     return torch.cat(out)
 
 
-def _corrected(run: Callable, layout: str) -> Callable:
+def _corrected(run: Callable, layout: str, per_reference: bool = False) -> Callable:
     """The same method run on the gradient-corrected model, recording the angle removed.
 
     ``layout`` says how the method lays out its expanded rows (Captum's
-    IntegratedGradients: step-major; GradientShap: example-major).
+    IntegratedGradients: step-major; GradientShap: example-major);
+    ``per_reference``: the method runs over the ``N * K`` example-reference
+    pairs (example-major), whose angles are averaged per example.
     """
 
     def corrected(model, x, target, ctx):
@@ -221,7 +239,10 @@ def _corrected(run: Callable, layout: str) -> Callable:
         wrapped = GradientCorrectedModel(model)
         with wrapped.record_angles() as record:
             attributions = run(wrapped, x, target, ctx)
-        return MethodRun(attributions, record.mean_angle(n_examples=x.shape[0], layout=layout))
+        n = x.shape[0]
+        k = ctx.references.shape[1] if per_reference else 1
+        angle = record.mean_angle(n_examples=n * k, layout=layout)
+        return MethodRun(attributions, angle.reshape(n, k).mean(1))
 
     return corrected
 
@@ -239,9 +260,10 @@ def builtin_methods() -> dict[str, MethodSpec]:
         In the default display order.
     """
     base = {
-        "deeplift_shap": MethodSpec("deeplift_shap", _deeplift_shap, "ours", "shuffle"),
-        "ism": MethodSpec("ism", _ism, "perturbation"),
-        "saliency": MethodSpec("saliency", _saliency, "gradient"),
+        "deeplift_shap": MethodSpec("deeplift_shap", _deeplift_shap, "ours", "shuffle",
+                                    hypothetical=True),
+        "ism": MethodSpec("ism", _ism, "perturbation", hypothetical=True),
+        "saliency": MethodSpec("saliency", _saliency, "gradient", hypothetical=True),
         "grad_x_input": MethodSpec("grad_x_input", _grad_x_input, "gradient"),
         "ig_zero": MethodSpec("ig_zero", _ig_zero, "gradient", "zero"),
         "ig_shuffle": MethodSpec("ig_shuffle", _ig_shuffle, "gradient", "shuffle"),
@@ -250,11 +272,12 @@ def builtin_methods() -> dict[str, MethodSpec]:
     for name in GRADIENT_METHODS:
         spec = base[name]
         layout = "example_major" if name == "gradient_shap" else "step_major"
-        base[f"{name}_corrected"] = MethodSpec(f"{name}_corrected", _corrected(spec.run, layout),
-                                               "gradient", spec.baseline)
+        base[f"{name}_corrected"] = MethodSpec(
+            f"{name}_corrected", _corrected(spec.run, layout, name == "ig_shuffle"),
+            "gradient", spec.baseline, hypothetical=spec.hypothetical)
     if _available("tangermeme"):
         base["tangermeme_deep_lift_shap"] = MethodSpec(
-            "tangermeme_deep_lift_shap", _tangermeme, "peer", "shuffle")
+            "tangermeme_deep_lift_shap", _tangermeme, "peer", "shuffle", hypothetical=True)
     base["captum_deeplift_shap"] = MethodSpec(
         "captum_deeplift_shap", _captum_deeplift_shap, "peer", "shuffle")
     return base

@@ -14,7 +14,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from captum_genomics.compare.result import ComparisonResult
+    from captum_genomics.comparison.result import ComparisonResult
 
 __all__ = ["FIGURES", "figure_names", "figure_png", "render_figures", "render_html"]
 
@@ -112,7 +112,7 @@ def figure_names(result: ComparisonResult) -> list[str]:
     list of str
         In :data:`FIGURES` order.
     """
-    from captum_genomics.compare.plots import ground_truth_arrays
+    from captum_genomics.comparison.plots import ground_truth_arrays
 
     names = []
     for name, kind, _, _ in FIGURES:

@@ -1,12 +1,15 @@
 """``compare``: run several attribution methods on one model and measure them side by side.
 
 What a study measures (issue-13 definitions; the metric functions live in
-:mod:`captum_genomics.compare.metrics`):
+:mod:`captum_genomics.comparison.metrics`):
 
 - speed: wall time of each method's call and examples per second;
-- completeness: ``sum(attribution at the observed base) - (f(x) - f(reference))``
-  per example for methods that explain a difference from references (the mean
-  of ``f`` over the shuffled references, or ``f`` of the all-zero input);
+- completeness: ``sum of the position scores - (f(x) - f(reference))`` per
+  example for methods that explain a difference from references (the mean
+  of ``f`` over the shuffled references, or ``f`` of the all-zero input). A
+  position's score is the map's value at the observed base for hypothetical
+  maps (ours, tangermeme's, gradients, ISM) and the sum over the four bases
+  for contribution maps (``(x - r) * g``: Captum's methods, a user's);
 - agreement: Spearman and cosine of the observed-base scores between every
   pair of methods, per example;
 - ground truth, when given: per-sequence AUROC and AUPR of the observed-base
@@ -39,19 +42,19 @@ from captum_genomics._utils.checks import (
     check_tensor,
 )
 from captum_genomics._utils.targets import make_selector, validate_target
-from captum_genomics.compare.metrics import (
+from captum_genomics.comparison.metrics import (
     ground_truth_auc,
     observed_scores,
     pairwise_agreement,
     pwm_cosine,
 )
-from captum_genomics.compare.registry import (
+from captum_genomics.comparison.registry import (
     MethodRun,
     MethodSpec,
     StudyContext,
     resolve_methods,
 )
-from captum_genomics.compare.result import ComparisonResult
+from captum_genomics.comparison.result import ComparisonResult
 
 __all__ = ["compare", "ComparisonWarning"]
 
@@ -97,13 +100,26 @@ def _check_ground_truth(ground_truth: Any, n: int, length: int):
 
 
 class _quiet_captum(warnings.catch_warnings):
-    """Silence Captum's notice that it set ``requires_grad`` on the inputs (it does so each call)."""
+    """Silence Captum's notice that it set ``requires_grad`` on the inputs (every call)."""
 
     def __enter__(self):
         out = super().__enter__()
         warnings.filterwarnings("ignore", message=r"Input Tensor \d+ did not already require")
         warnings.filterwarnings("ignore", message=r"Setting forward, backward hooks")
         return out
+
+
+def position_map(attributions: Tensor, inputs: Tensor, hypothetical: bool) -> Tensor:
+    """The map whose observed-base values are each position's score ``(N, 4, L)``.
+
+    A hypothetical map (what each base would contribute) is returned as is:
+    its value at the observed base is the position's score. A contribution
+    map (e.g. ``(x - r) * g``, with the reference's part at other bases) is
+    summed over the four bases and put at the observed base.
+    """
+    if hypothetical:
+        return attributions
+    return inputs.to(attributions.dtype) * attributions.sum(1, keepdim=True)
 
 
 def _subset_target(target: Any, index: Tensor) -> Any:
@@ -196,12 +212,12 @@ def compare(
     show_progress: bool = False,
     model_name: str = "",
 ) -> ComparisonResult:
-    r"""Run attribution methods side by side and measure speed, completeness, agreement and accuracy.
+    r"""Run attribution methods side by side: speed, completeness, agreement, accuracy.
 
     Parameters
     ----------
     methods : None, str, list or dict
-        Which methods; see :func:`captum_genomics.compare.registry.resolve_methods`.
+        Which methods; see :func:`captum_genomics.comparison.registry.resolve_methods`.
         None (default) runs every built-in one (ours, saliency, gradient x
         input, Integrated Gradients from zero and shuffled references,
         GradientShap, in-silico mutagenesis, the gradient-corrected variants
@@ -300,7 +316,7 @@ def compare(
     one = torch.arange(1)
     warm_ctx = StudyContext(ctx.references[:1], batch_size, ig_steps, random_state)
     x_cpu = inputs.detach().cpu()
-    scores_of: dict[str, np.ndarray] = {}
+    position_maps: dict[str, Tensor] = {}
     attributions: dict[str, Tensor] = {}
     rows: list[dict] = []
     notes: list[str] = []
@@ -333,9 +349,9 @@ def compare(
             notes.append(message)
             continue
         attributions[spec.name] = run.attributions
-        scores = observed_scores(run.attributions, x_cpu)
-        scores = np.asarray(scores, dtype=np.float64)
-        scores_of[spec.name] = scores
+        projected = position_map(run.attributions, x_cpu, spec.hypothetical)
+        position_maps[spec.name] = projected
+        scores = np.asarray(observed_scores(projected, x_cpu), dtype=np.float64)
         rows += _rows(spec.name, "seconds", [seconds])
         if first is not None:
             rows += _rows(spec.name, "first_call_seconds", [first])
@@ -344,7 +360,7 @@ def compare(
             delta = scores.sum(1) - differences[spec.baseline].numpy()
             rows += _rows(spec.name, "convergence_delta", np.abs(delta), examples)
         if mask is not None:
-            auroc, aupr = ground_truth_auc(run.attributions, x_cpu, mask)
+            auroc, aupr = ground_truth_auc(projected, x_cpu, mask)
             rows += _rows(spec.name, "auroc", auroc, examples)
             rows += _rows(spec.name, "aupr", aupr, examples)
             if pwm is not None:
@@ -357,7 +373,7 @@ def compare(
     agreement_rows = []
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            rho, cos = pairwise_agreement(attributions[a], attributions[b], x_cpu)
+            rho, cos = pairwise_agreement(position_maps[a], position_maps[b], x_cpu)
             for metric, values in (("spearman", rho), ("cosine", cos)):
                 agreement_rows += [{"method_a": a, "method_b": b, "example": int(e),
                                     "metric": metric, "value": float(v)}
@@ -394,7 +410,7 @@ def compare(
 def _randomization(specs: list[MethodSpec], model: nn.Module, inputs: Tensor, target: Any,
                    ctx: StudyContext, n_examples: int, layers, random_state: int,
                    show_progress: bool):
-    from captum_genomics.compare.randomization import flag_insensitive, randomization_spearman
+    from captum_genomics.comparison.randomization import flag_insensitive, randomization_spearman
 
     n = min(n_examples, inputs.shape[0])
     index = torch.arange(n)
@@ -412,7 +428,7 @@ def _randomization(specs: list[MethodSpec], model: nn.Module, inputs: Tensor, ta
             with _quiet_captum():
                 out = _spec.run(m, xs, sub_target, sub_ctx)
             out = _as_run(_spec.name, out, tuple(xs.shape))
-            return out.attributions
+            return position_map(out.attributions, xs.detach().cpu(), _spec.hypothetical)
 
         try:
             frame = randomization_spearman(attribute, model, x, layers=layers,

@@ -1,6 +1,6 @@
 """Figures of a method-comparison study (matplotlib ``Figure``, no pyplot).
 
-Each function takes a :class:`~captum_genomics.compare.result.ComparisonResult`
+Each function takes a :class:`~captum_genomics.comparison.result.ComparisonResult`
 and returns a ``matplotlib.figure.Figure``; where the data for a figure are
 missing (no AUROC, no randomisation run) the figure says so in a note instead
 of failing. matplotlib (and logomaker, for the logos) are the optional
@@ -17,7 +17,7 @@ from torch import Tensor
 from captum_genomics._utils.figures import figure_class
 
 if TYPE_CHECKING:  # pragma: no cover
-    from captum_genomics.compare.result import ComparisonResult
+    from captum_genomics.comparison.result import ComparisonResult
 
 __all__ = [
     "ground_truth_arrays",

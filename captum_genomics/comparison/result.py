@@ -277,11 +277,11 @@ class ComparisonResult:
         Parameters
         ----------
         kind : str
-            ``"speed_accuracy"`` (:func:`~captum_genomics.compare.plots.plot_speed_accuracy`),
-            ``"auroc"`` (:func:`~captum_genomics.compare.plots.plot_auroc_distributions`),
-            ``"agreement"`` (:func:`~captum_genomics.compare.plots.plot_agreement_heatmap`),
-            ``"logos"`` (:func:`~captum_genomics.compare.plots.plot_example_logos`) or
-            ``"randomization"`` (:func:`~captum_genomics.compare.plots.plot_randomization`).
+            ``"speed_accuracy"`` (:func:`~captum_genomics.comparison.plots.plot_speed_accuracy`),
+            ``"auroc"`` (:func:`~captum_genomics.comparison.plots.plot_auroc_distributions`),
+            ``"agreement"`` (:func:`~captum_genomics.comparison.plots.plot_agreement_heatmap`),
+            ``"logos"`` (:func:`~captum_genomics.comparison.plots.plot_example_logos`) or
+            ``"randomization"`` (:func:`~captum_genomics.comparison.plots.plot_randomization`).
             Default ``"speed_accuracy"``.
         **kwargs
             Passed to the plotting function (e.g. ``metric=``, ``example=``).
@@ -297,7 +297,7 @@ class ComparisonResult:
         ImportError
             If matplotlib (or, for logos, logomaker) is missing.
         """
-        from captum_genomics.compare import plots
+        from captum_genomics.comparison import plots
 
         functions = {
             "speed_accuracy": plots.plot_speed_accuracy,
@@ -319,9 +319,9 @@ class ComparisonResult:
         (:meth:`summary`, with the ``method`` index), ``agreement.csv``
         (:attr:`agreement`, tidy), ``randomization.csv`` (when
         :attr:`randomization` is not None), the PNG figures of
-        :func:`captum_genomics.compare.report.render_figures` (named by
-        :func:`~captum_genomics.compare.report.figure_names`) and
-        ``report.html`` (:func:`captum_genomics.compare.report.render_html`).
+        :func:`captum_genomics.comparison.report.render_figures` (named by
+        :func:`~captum_genomics.comparison.report.figure_names`) and
+        ``report.html`` (:func:`captum_genomics.comparison.report.render_html`).
         Existing files are checked first, everything is computed before the
         first file is written, and each file is written atomically (a
         temporary file, then a rename).
@@ -355,12 +355,12 @@ class ComparisonResult:
             If ``figures`` is True and matplotlib or logomaker is missing.
         """
         from captum_genomics._utils.files import write_bytes_atomic
-        from captum_genomics.compare.report import render_figures, render_html
+        from captum_genomics.comparison.report import render_figures, render_html
 
         folder = Path(folder)
         if os.path.lexists(folder) and not folder.is_dir():
             raise NotADirectoryError(f"`folder` {os.fspath(folder)!r} is a file, not a folder.")
-        from captum_genomics.compare.report import figure_names
+        from captum_genomics.comparison.report import figure_names
 
         names = ["comparison.csv", "summary.csv", "agreement.csv"]
         if self.randomization is not None:

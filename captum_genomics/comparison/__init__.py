@@ -19,13 +19,13 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "compare": "captum_genomics.compare.study",
-    "ComparisonWarning": "captum_genomics.compare.study",
-    "ComparisonResult": "captum_genomics.compare.result",
-    "MethodSpec": "captum_genomics.compare.registry",
-    "builtin_methods": "captum_genomics.compare.registry",
-    "default_method_names": "captum_genomics.compare.registry",
-    "resolve_methods": "captum_genomics.compare.registry",
+    "compare": "captum_genomics.comparison.study",
+    "ComparisonWarning": "captum_genomics.comparison.study",
+    "ComparisonResult": "captum_genomics.comparison.result",
+    "MethodSpec": "captum_genomics.comparison.registry",
+    "builtin_methods": "captum_genomics.comparison.registry",
+    "default_method_names": "captum_genomics.comparison.registry",
+    "resolve_methods": "captum_genomics.comparison.registry",
 }
 
 __all__ = list(_EXPORTS)
@@ -34,7 +34,7 @@ __all__ = list(_EXPORTS)
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
-        raise AttributeError(f"module 'captum_genomics.compare' has no attribute {name!r}")
+        raise AttributeError(f"module 'captum_genomics.comparison' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

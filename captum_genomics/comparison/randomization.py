@@ -12,7 +12,7 @@ flagged.
 - :func:`randomization_spearman`: per-step, per-example Spearman of the
   observed-base scores against the trained model's (Adebayo et al. report the
   Spearman rank correlation, with and without absolute values; here the signed
-  observed-base score of :func:`~captum_genomics.compare.metrics.observed_scores`).
+  observed-base score of :func:`~captum_genomics.comparison.metrics.observed_scores`).
 - :func:`flag_insensitive`: the verdict from that table.
 
 Re-initialisation calls each module's own ``reset_parameters()`` (PyTorch's
@@ -37,7 +37,7 @@ from captum_genomics._utils.checks import (
     check_shape,
     check_tensor,
 )
-from captum_genomics.compare.metrics import _spearman_rows, observed_scores
+from captum_genomics.comparison.metrics import _spearman_rows, observed_scores
 
 __all__ = [
     "randomizable_layers",
@@ -218,7 +218,7 @@ def randomization_spearman(
     Adebayo et al. 2018's cascading randomisation test. For each step of
     :func:`cascading_randomization` (and step 0, the trained model), the
     attribution ``attribute(model_k, inputs)`` is reduced to the observed-base
-    score (:func:`~captum_genomics.compare.metrics.observed_scores`, ``(N,
+    score (:func:`~captum_genomics.comparison.metrics.observed_scores`, ``(N,
     L)``) and compared with step 0 per example by ``scipy.stats.spearmanr``.
 
     Parameters
