@@ -273,7 +273,7 @@ def _add_compare(sub) -> None:
     co.add_argument("--target", type=int, default=None,
                     help="output column to explain (default: the model's single output)")
     co.add_argument("--n-examples", type=_positive_int, default=None,
-                    help="use only the first N sequences (default: 64 planted positives; all "
+                    help="use only the first N sequences (default: 32 planted positives; all "
                          "of --fasta)")
     co.add_argument("--n-references", type=_positive_int, default=20,
                     help="dinucleotide-shuffled references per sequence (default: 20)")
@@ -283,6 +283,8 @@ def _add_compare(sub) -> None:
                     help="sequences or pairs per model call (default: 64)")
     co.add_argument("--no-randomization", action="store_true",
                     help="skip the cascading-randomisation sanity check")
+    co.add_argument("--randomization-examples", type=_positive_int, default=8,
+                    help="sequences the randomisation check uses (default: the first 8)")
     co.add_argument("--random-state", type=_seed, default=0,
                     help="seed of the references, GradientShap and randomisation (default: 0)")
     co.add_argument("--no-plot", action="store_true", help="do not write the PNG figures")
@@ -314,12 +316,14 @@ def _run_compare(args) -> dict:
         raise CLIError("--weights/--motifs need --model and --fasta.")
     kwargs = dict(methods=methods, target=args.target, n_references=args.n_references,
                   batch_size=args.batch_size, ig_steps=args.ig_steps,
-                  randomization=not args.no_randomization, random_state=args.random_state,
+                  randomization=not args.no_randomization,
+                  randomization_examples=args.randomization_examples,
+                  random_state=args.random_state,
                   plot=not args.no_plot, show_progress=args.show_progress,
                   overwrite=args.overwrite)
     if args.model is None and args.dataset == "planted":
         _check_out(args, output_files(["relu", "exponential"]))
-        return run_compare_job(args.out, n_examples=args.n_examples or 64, **kwargs)
+        return run_compare_job(args.out, n_examples=args.n_examples or 32, **kwargs)
     if args.model is None:
         from captum_genomics.seq.datasets import load_ctcf_motif, load_ctcf_peaks
         from captum_genomics.seq.motif_sites import motif_ground_truth

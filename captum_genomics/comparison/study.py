@@ -205,7 +205,7 @@ def compare(
     batch_size: int = 64,
     ig_steps: int = 32,
     randomization: bool = True,
-    randomization_examples: int = 16,
+    randomization_examples: int = 8,
     randomization_layers: list[str] | None = None,
     random_state: int = 0,
     warmup: bool = True,
@@ -248,7 +248,7 @@ def compare(
     randomization : bool
         Run the cascading-randomisation check. Default True.
     randomization_examples : int
-        How many of the first examples the check uses. Default 16.
+        How many of the first examples the check uses. Default 8.
     randomization_layers : list of str or None
         Module names to randomise, bottom to top. Default None: every module
         with parameters and ``reset_parameters``.

@@ -44,13 +44,13 @@ def output_files(model_names) -> list[str]:
     return [*names, "summary.csv", "summary.json"]
 
 
-def default_planted_study(n_examples: int = 64, activations=("relu", "exponential")):
+def default_planted_study(n_examples: int = 32, activations=("relu", "exponential")):
     """The shipped planted-motif models and the positives of their held-out test set.
 
     Parameters
     ----------
     n_examples : int
-        How many test positives (the first ones). Default 64.
+        How many test positives (the first ones). Default 32.
     activations : sequence of str
         Which shipped models: ``"relu"``, ``"exponential"``. Default both.
 
@@ -113,12 +113,13 @@ def run_compare_job(
     inputs: Any = None,
     ground_truth: Any = None,
     methods: Any = None,
-    n_examples: int = 64,
+    n_examples: int = 32,
     target: Any = None,
     n_references: int = 20,
     batch_size: int = 64,
     ig_steps: int = 32,
     randomization: bool = True,
+    randomization_examples: int = 8,
     random_state: int = 0,
     plot: bool = True,
     verbose: bool = True,
@@ -144,8 +145,9 @@ def run_compare_job(
     methods : see :func:`captum_genomics.comparison.compare`
         Default None: every built-in method.
     n_examples : int
-        With the default study: how many test positives. Default 64.
-    target, n_references, batch_size, ig_steps, randomization, random_state, show_progress
+        With the default study: how many test positives. Default 32.
+    target, n_references, batch_size, ig_steps, randomization, randomization_examples,
+    random_state, show_progress
         Passed to :func:`captum_genomics.comparison.compare`.
     plot : bool
         Write the PNG figures (and embed them in the reports). Default True.
@@ -201,6 +203,7 @@ def run_compare_job(
             result = compare(methods, model, inputs, target=target, ground_truth=ground_truth,
                              n_references=n_references, batch_size=batch_size,
                              ig_steps=ig_steps, randomization=randomization,
+                             randomization_examples=randomization_examples,
                              random_state=random_state, show_progress=show_progress,
                              model_name=name)
         except Exception as err:
