@@ -25,8 +25,24 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+
+class _LazyTorch:
+    """``torch``, imported on first attribute use: ``--help``, ``--version`` and
+    usage errors then answer without its seconds-long import."""
+
+    def __getattr__(self, name: str):
+        import torch as module
+
+        globals()["torch"] = module  # later uses see the module itself
+        return getattr(module, name)
+
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = _LazyTorch()
 
 __all__ = ["main", "build_parser", "load_model", "CLIError", "EXIT_OK", "EXIT_FAILED",
            "EXIT_USAGE", "EXIT_INTERNAL", "EXIT_INTERRUPTED"]

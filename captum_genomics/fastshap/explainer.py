@@ -214,7 +214,7 @@ class MLPExplainer(nn.Module):
                 last.weight.zero_()
                 last.bias.zero_()
 
-    def forward(self, x: Tensor, outputs: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, outputs: Tensor | int | None = None) -> Tensor:
         """Raw Shapley value predictions.
 
         Parameters
@@ -223,10 +223,10 @@ class MLPExplainer(nn.Module):
             ``shape=(B, *feature_shape)`` with ``F`` elements per example.
         outputs
             Optional ``shape=(B,)`` int64: compute only output ``outputs[b]``
-            for example ``b``. The last layer then runs one matrix product per
-            distinct output instead of all ``T`` (about 2x faster per cell
-            for 200 genes x 10 classes at width 512). Default None: all
-            outputs.
+            for example ``b``; or one int in ``0..T-1`` for every example.
+            The last layer then runs one matrix product per distinct output
+            instead of all ``T`` (about 2x faster per cell for 200 genes x 10
+            classes at width 512). Default None: all outputs.
 
         Returns
         -------
@@ -237,7 +237,7 @@ class MLPExplainer(nn.Module):
         ------
         ValueError
             If an example does not have ``F`` elements, or ``outputs`` is not
-            ``(B,)`` with values in ``0..T-1``.
+            an int or ``(B,)`` with values in ``0..T-1``.
         """
         flat = x.reshape(x.shape[0], -1)
         if flat.shape[1] != self.n_features:
@@ -253,29 +253,52 @@ class MLPExplainer(nn.Module):
             out = out * (flat - self.baseline.to(flat.dtype)).unsqueeze(-1)
         return out
 
-    def _selected(self, flat: Tensor, outputs: Tensor) -> Tensor:
-        """Output ``outputs[b]`` only, ``(B, d, 1)``: one GEMM per distinct output."""
+    def _selected(self, flat: Tensor, outputs: Tensor | int) -> Tensor:
+        """Output ``outputs[b]`` only, ``(B, d, 1)``: one GEMM per distinct output.
+
+        An int selects one output for every example without any tensor
+        bookkeeping (no device syncs): the path of a single ``target``.
+        """
         b, d, t = flat.shape[0], self.n_players, self.n_outputs
+        if isinstance(outputs, int) and not isinstance(outputs, bool):
+            if not 0 <= outputs < t:
+                raise ValueError(f"`outputs` must hold values in 0..{t - 1}, got {outputs}.")
+            return self._one_output(self._hidden(flat), outputs)
         if not isinstance(outputs, Tensor) or tuple(outputs.shape) != (b,):
             shape = tuple(outputs.shape) if isinstance(outputs, Tensor) else type(outputs).__name__
             raise ValueError(f"`outputs` must have shape (B,) = ({b},), got {shape}.")
         outputs = outputs.to(device=flat.device, dtype=torch.long)
-        if b and (int(outputs.min()) < 0 or int(outputs.max()) >= t):
-            raise ValueError(f"`outputs` must hold values in 0..{t - 1}, got "
-                             f"{int(outputs.min())}..{int(outputs.max())}.")
-        last = self.net[-1]
-        h = self.net[:-1](flat)
-        weight = last.weight.view(d, t, -1)
-        bias = last.bias.view(d, t)
+        if b:
+            lo, hi = (int(v) for v in torch.aminmax(outputs))
+            if lo < 0 or hi >= t:
+                raise ValueError(f"`outputs` must hold values in 0..{t - 1}, got {lo}..{hi}.")
+        h = self._hidden(flat)
         uniq = outputs.unique()
         if uniq.numel() == 1:
-            c = int(uniq)
-            return torch.addmm(bias[:, c], h, weight[:, c].T).unsqueeze(-1)
+            return self._one_output(h, int(uniq))
+        last = self.net[-1]
+        weight = last.weight.view(d, t, -1)
+        bias = last.bias.view(d, t)
         out = h.new_empty(b, d)
         for c in uniq.tolist():
             rows = (outputs == c).nonzero().squeeze(1)
             out[rows] = torch.addmm(bias[:, c], h[rows], weight[:, c].T)
         return out.unsqueeze(-1)
+
+    def _hidden(self, flat: Tensor) -> Tensor:
+        """The layers before the last (``net[:-1]`` without building a new Sequential)."""
+        layers = list(self.net)
+        for layer in layers[:-1]:
+            flat = layer(flat)
+        return flat
+
+    def _one_output(self, h: Tensor, c: int) -> Tensor:
+        """The last layer for output ``c`` only: ``(B, d, 1)``."""
+        last = self.net[-1]
+        d, t = self.n_players, self.n_outputs
+        weight = last.weight.view(d, t, -1)
+        bias = last.bias.view(d, t)
+        return torch.addmm(bias[:, c], h, weight[:, c].T).unsqueeze(-1)
 
     def config(self) -> dict[str, Any]:
         """JSON-able constructor arguments (used by :mod:`~captum_genomics.fastshap.io`)."""

@@ -78,6 +78,12 @@ class Game:
         one (example, background) pair). Default None: all at once.
     """
 
+    null_is_constant: bool = False
+    """True when ``v(x, 0)`` is the same for every ``x`` (every feature is held out
+    and what replaces it does not depend on ``x``), so the empty coalition's value
+    of one example serves all. False (the safe default) for games that cannot
+    promise it."""
+
     def __init__(self, players, feature_shape=None, link: str = "identity",
                  batch_size: int | None = None) -> None:
         if not isinstance(players, Players):
@@ -183,7 +189,7 @@ class Game:
             chunk = rows[start:start + step]
             out = _as_2d(fn(chunk.reshape((chunk.shape[0],) + shape)), chunk.shape[0], who)
             outs.append(self._apply_link(out))
-        return torch.cat(outs, dim=0)
+        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
 
 
 def active_players(game: Game, x: Tensor) -> Tensor | None:
@@ -219,6 +225,8 @@ class BaselineGame(Game):
         If the baseline does not have one value per feature (or one in all).
     """
 
+    null_is_constant = True  # v(x, 0) = link(f(baseline)) for every x
+
     def __init__(self, model: Callable[[Tensor], Tensor], players=None,
                  baseline: float | Tensor = 0.0, feature_shape=None, link: str = "identity",
                  batch_size: int | None = None) -> None:
@@ -249,6 +257,17 @@ class BaselineGame(Game):
         with torch.no_grad():
             return self._forward(self.model, flat, tuple(x.shape[1:]), "`model`")
 
+    def null(self, x: Tensor) -> Tensor:
+        """``v(x, 0) = link(f(b))`` for every row; ``shape=(B, T)``.
+
+        The rows ``v(x, S)`` builds for an empty ``S`` (every feature at the
+        baseline), built directly.
+        """
+        flat = self._flat(x)
+        rows = self.baseline.to(device=flat.device, dtype=flat.dtype).expand(flat.shape)
+        with torch.no_grad():
+            return self._forward(self.model, rows.contiguous(), tuple(x.shape[1:]), "`model`")
+
     def null_players(self, x: Tensor) -> Tensor:
         """Players whose every feature already equals the baseline in ``x``.
 
@@ -270,6 +289,8 @@ class BaselineGame(Game):
         """
         flat = self._flat(x)
         b = self.baseline.to(device=flat.device, dtype=flat.dtype)
+        if self.players.is_singletons:  # player i is feature i: no counting needed
+            return flat == b
         differs = (flat != b).to(flat.dtype)
         pof = self.players.player_of_feature.to(flat.device)
         count = torch.zeros(flat.shape[0], self.n_players, dtype=flat.dtype, device=flat.device)
@@ -304,6 +325,8 @@ class MarginalGame(Game):
         If ``background`` is empty or its rows do not match the players, or the
         weights are negative, sum to 0 or have the wrong length.
     """
+
+    null_is_constant = True  # v(x, 0) = sum_m w_m link(f(z^m)) for every x
 
     def __init__(self, model: Callable[[Tensor], Tensor], background: Tensor, players=None,
                  weights: Tensor | None = None, link: str = "identity",
@@ -399,4 +422,4 @@ class SurrogateGame(Game):
             xs, ss = flat[start:start + step], S[start:start + step]
             out = _as_2d(self.surrogate(xs, ss.to(flat.dtype)), xs.shape[0], "`surrogate`")
             outs.append(self._apply_link(out))
-        return torch.cat(outs, dim=0)
+        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)

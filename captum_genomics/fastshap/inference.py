@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from captum_genomics._utils.devices import module_device, module_dtype
 from captum_genomics._utils.targets import resolve_output_target, select_outputs
 from captum_genomics.fastshap.games import Game, active_players
 from captum_genomics.fastshap.normalization import additive_efficient_normalization
@@ -26,6 +25,52 @@ if TYPE_CHECKING:
     from captum_genomics.sc.inputs import FeatureRows
 
 __all__ = ["game_input", "player_values", "feature_efficiency_gap"]
+
+
+def _placement(module: Any, device: torch.device, dtype: torch.dtype
+               ) -> tuple[torch.device, torch.dtype]:
+    """``(module_device(module, device), module_dtype(module, dtype))`` in one walk.
+
+    The same answers as :func:`~captum_genomics._utils.devices.module_device`
+    and :func:`~captum_genomics._utils.devices.module_dtype` (the first
+    parameter's device, else the first buffer's; the first floating
+    parameter's dtype, else the first floating buffer's), found by one pass
+    over ``module.modules()`` that stops at the first floating parameter.
+    Nothing is cached: a model moved or cast between calls is seen.
+    """
+    if not isinstance(module, nn.Module):
+        return device, dtype
+    first = None
+    for sub in module.modules():
+        for p in sub._parameters.values():
+            if p is None:
+                continue
+            if first is None:
+                first = p
+            if p.is_floating_point():
+                return first.device, p.dtype
+    first_buffer = floating_buffer = None
+    for sub in module.modules():
+        for b in sub._buffers.values():
+            if b is None:
+                continue
+            if first_buffer is None:
+                first_buffer = b
+            if b.is_floating_point():
+                floating_buffer = b
+                break
+        if floating_buffer is not None:
+            break
+    if first is not None:
+        device = first.device
+    elif first_buffer is not None:
+        device = first_buffer.device
+    return device, (floating_buffer.dtype if floating_buffer is not None else dtype)
+
+
+def _game_net(game: Game) -> Any:
+    net = getattr(game, "surrogate", None)
+    return getattr(game, "model", None) if net is None else net
 
 
 def game_input(game: Game, x: Tensor) -> Tensor:
@@ -44,18 +89,48 @@ def game_input(game: Game, x: Tensor) -> Tensor:
     -------
     Tensor
     """
-    net = getattr(game, "surrogate", None)
-    if net is None:
-        net = getattr(game, "model", None)
     fallback = x.dtype if x.is_floating_point() else torch.get_default_dtype()
-    return x.to(device=module_device(net, x.device), dtype=module_dtype(net, fallback))
+    device, dtype = _placement(_game_net(game), x.device, fallback)
+    return x.to(device=device, dtype=dtype)
 
 
-def _outputs_of(grand: Tensor, null: Tensor, idx: Tensor | None) -> tuple[Tensor, Tensor]:
+def _outputs_of(grand: Tensor, null: Tensor, idx: Tensor | int | None) -> tuple[Tensor, Tensor]:
     if idx is None:
         return grand, null
+    if isinstance(idx, int):
+        return grand[:, idx:idx + 1], null[:, idx:idx + 1]
     col = idx.to(grand.device).unsqueeze(1)
     return grand.gather(1, col), null.gather(1, col)
+
+
+class _GameValues:
+    """``v(x, 1)`` and ``v(x, 0)`` of one game for the batches of one call.
+
+    The network's device and dtype are looked up once per call. For a game
+    whose empty coalition does not depend on ``x`` (``null_is_constant``:
+    the baseline and marginal games) ``v(x, 0)`` is computed once, on one
+    example, and expanded to every batch: one model row instead of one per
+    example. Nothing outlives the call, so weights changed in place, a moved
+    model or another baseline are always seen.
+    """
+
+    def __init__(self, game: Game, x_dtype: torch.dtype, x_device: torch.device) -> None:
+        self.game = game
+        fallback = x_dtype if x_dtype.is_floating_point else torch.get_default_dtype()
+        self.device, self.dtype = _placement(_game_net(game), x_device, fallback)
+        self._null_row: Tensor | None = None
+
+    def input(self, x: Tensor) -> Tensor:
+        return x.to(device=self.device, dtype=self.dtype)
+
+    def values(self, x_game: Tensor) -> tuple[Tensor, Tensor]:
+        game = self.game
+        grand = game.grand(x_game)
+        if not game.null_is_constant:
+            return grand, game.null(x_game)
+        if self._null_row is None:
+            self._null_row = game.null(x_game[:1])
+        return grand, self._null_row.expand(x_game.shape[0], -1)
 
 
 def player_values(explainer: nn.Module, game: Game, rows: FeatureRows, batch_size: int, *,
@@ -68,11 +143,14 @@ def player_values(explainer: nn.Module, game: Game, rows: FeatureRows, batch_siz
     explainer : nn.Module
         ``(B, *feature_shape) -> (B, d, T)`` with ``n_players`` and
         ``n_outputs``; with ``selected`` it must accept ``outputs=`` (as
-        :class:`~captum_genomics.fastshap.explainer.MLPExplainer` does). Run
-        under ``torch.no_grad()`` on its device, in its dtype.
+        :class:`~captum_genomics.fastshap.explainer.MLPExplainer` does: an int
+        or a ``(B,)`` tensor). Run under ``torch.no_grad()`` on its device,
+        in its dtype.
     game : Game
         Gives ``v(x, 1)`` and ``v(x, 0)`` for the normalization and, with
-        ``mask_null_players``, the null players.
+        ``mask_null_players``, the null players. For a game with
+        ``null_is_constant`` (baseline, marginal) ``v(x, 0)`` is computed once
+        per call, on the first example, and used for every example.
     rows : FeatureRows
         The ``N`` examples, read ``batch_size`` at a time (a sparse matrix is
         densified one batch at a time).
@@ -103,29 +181,35 @@ def player_values(explainer: nn.Module, game: Game, rows: FeatureRows, batch_siz
         If the explainer's output is not ``(B, d, T)``, or the game (or the
         model's game) returns another number of outputs than the explainer.
     """
-    exp_device = module_device(explainer, torch.device("cpu"))
-    exp_dtype = module_dtype(explainer, torch.get_default_dtype())
+    exp_device, exp_dtype = _placement(explainer, torch.device("cpu"), torch.get_default_dtype())
     d, t = explainer.n_players, explainer.n_outputs
+    x_dtype = rows.native_dtype(exp_dtype)
+    x_device = rows.data.device if rows.kind == "tensor" else torch.device("cpu")
+    values = _GameValues(game, x_dtype, x_device)
+    model_values = (None if model_game is None or model_game is game
+                    else _GameValues(model_game, x_dtype, x_device))
     phis, deltas = [], []
     for lo in range(0, rows.n, batch_size):
         hi = min(lo + batch_size, rows.n)
-        x = rows.rows(lo, hi, rows.native_dtype(exp_dtype))
+        x = rows.rows(lo, hi, x_dtype)
         x_exp = x.to(device=exp_device, dtype=exp_dtype)
-        idx = None
-        if selected is not None:
-            idx = (torch.full((hi - lo,), selected, dtype=torch.long)
-                   if isinstance(selected, int) else selected[lo:hi])
+        idx = selected
+        if isinstance(selected, Tensor):
+            idx = selected[lo:hi]
         with torch.no_grad():
-            raw = (explainer(x_exp) if idx is None
-                   else explainer(x_exp, outputs=idx.to(exp_device)))
+            if idx is None:
+                raw = explainer(x_exp)
+            else:
+                raw = explainer(x_exp, outputs=idx if isinstance(idx, int)
+                                else idx.to(exp_device))
         t_raw = t if idx is None else 1
         if not isinstance(raw, Tensor) or tuple(raw.shape) != (hi - lo, d, t_raw):
             shape = tuple(raw.shape) if isinstance(raw, Tensor) else type(raw).__name__
             raise ValueError(
                 f"`explainer` must return shape (B, d, T) = {(hi - lo, d, t)}, got {shape}."
             )
-        x_game = game_input(game, x)
-        grand, null = game.grand(x_game), game.null(x_game)
+        x_game = values.input(x)
+        grand, null = values.values(x_game)
         if grand.shape[1] != t:
             raise ValueError(
                 f"the game returns {grand.shape[1]} output(s) but the explainer predicts {t}; "
@@ -137,11 +221,10 @@ def player_values(explainer: nn.Module, game: Game, rows: FeatureRows, batch_siz
                                                null.to(raw.device), active)
         phis.append(phi)
         if model_game is not None:
-            if model_game is game:
+            if model_values is None:
                 m_grand, m_null = grand, null
             else:
-                x_model = game_input(model_game, x)
-                m_grand, m_null = model_game.grand(x_model), model_game.null(x_model)
+                m_grand, m_null = model_values.values(model_values.input(x))
                 if m_grand.shape[1] != t:
                     raise ValueError(
                         f"`model` returns {m_grand.shape[1]} output(s) but the explainer "
@@ -150,8 +233,10 @@ def player_values(explainer: nn.Module, game: Game, rows: FeatureRows, batch_siz
                 m_grand, m_null = _outputs_of(m_grand, m_null, idx)
             diff = (m_grand.double() - m_null.double()).to(phi.device)
             deltas.append(phi.double().sum(1) - diff)
-    phi = torch.cat(phis, dim=0)
-    return phi, (torch.cat(deltas, dim=0) if model_game is not None else None)
+    phi = phis[0] if len(phis) == 1 else torch.cat(phis, dim=0)
+    if model_game is None:
+        return phi, None
+    return phi, deltas[0] if len(deltas) == 1 else torch.cat(deltas, dim=0)
 
 
 def feature_efficiency_gap(attributions: Tensor, rows: FeatureRows, players: Players,
@@ -208,8 +293,10 @@ def feature_efficiency_gap(attributions: Tensor, rows: FeatureRows, players: Pla
         total = (flat.double() * weight[:, None]).sum(1)
     else:
         total = (flat.double() * weight).sum(1)
-    x = game_input(model_game, rows.rows(0, n, rows.native_dtype(input_dtype)))
-    diff = (model_game.grand(x).double() - model_game.null(x).double())
+    x = rows.rows(0, n, rows.native_dtype(input_dtype))
+    values = _GameValues(model_game, x.dtype, x.device)
+    grand, null = values.values(values.input(x))
+    diff = grand.double() - null.double()
     if not all_targets:
         diff = select_outputs(diff, resolve_output_target(target, n, diff.shape[1], "target"))
     return (total - diff.to(total.device)).to(attributions.dtype)

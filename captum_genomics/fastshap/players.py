@@ -113,6 +113,15 @@ class Players:
         self.n_players = d
         self.feature_shape = shape
         self._cache: dict[torch.device, Tensor] = {}
+        self._singletons: bool | None = None
+
+    @property
+    def is_singletons(self) -> bool:
+        """True when player ``i`` is exactly feature ``i`` (one player per feature, in order)."""
+        if self._singletons is None:
+            self._singletons = bool(self.n_players == self.n_features and torch.equal(
+                self.player_of_feature, torch.arange(self.n_features)))
+        return self._singletons
 
     # ------------------------------------------------------------------ builders
     @classmethod

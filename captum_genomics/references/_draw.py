@@ -18,13 +18,14 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, NamedTuple
 
-import numba
 import numpy as np
 import torch
 from torch import Tensor
 
 from captum_genomics._utils.checks import check_one_hot, check_positive_int, check_shape, check_tensor
-from captum_genomics.references import _kernels
+
+# numba and the kernels (_kernels) are imported where a kernel runs: the
+# argument checks here serve generators that never draw.
 
 __all__ = [
     "check_sequences",
@@ -98,6 +99,8 @@ def encode(sequences: Tensor, name: str = "sequences") -> np.ndarray:
         x = x.float()
     elif x.dtype not in _READ_DIRECT:
         x = x.to(torch.float64)
+    from captum_genomics.references import _kernels
+
     x = x.contiguous().numpy()
     n, _, length = x.shape
     codes = np.empty((n, length), np.uint8)
@@ -237,6 +240,8 @@ def prepare_draw(sequences, n_references, start, end, example_indices, random_st
     _, view, one, zero, finish = new_output(sequences, n_references)
     if n == 0 or length == 0:
         return Draw(codes, s, e, None, None, view, one, zero, finish)
+    from captum_genomics.references import _kernels
+
     keys = _kernels.example_keys(seed, np.uint64(tag), idx)
     ref_codes = np.empty((n, n_references, length), np.uint8)
     return Draw(codes, s, e, keys, ref_codes, view, one, zero, finish)
@@ -259,6 +264,8 @@ MIN_POSITIONS_PER_THREAD = 1 << 16
 def n_threads() -> int:
     """Threads to use: numba's setting (``NUMBA_NUM_THREADS`` /
     ``numba.set_num_threads``), which defaults to the CPU count."""
+    import numba
+
     return max(1, int(numba.get_num_threads()))
 
 
@@ -311,6 +318,8 @@ def write_task(kernel, args, ref_codes, view, one, zero):
     """``task(lo, hi)``: run ``kernel(*args, lo, hi)``, which fills the uint8
     codes of pairs ``lo..hi`` in ``ref_codes`` ``(n, K, L)``, then write them
     one-hot into ``view`` ``(n, K, 4, L)`` while they are still in cache."""
+    from captum_genomics.references import _kernels
+
     n, k_refs, length = ref_codes.shape
     flat_codes = ref_codes.reshape(n * k_refs, length)
     flat_out = view.reshape(n * k_refs, 4, length)

@@ -36,12 +36,80 @@ Performance notes: all indices are below ``2**31``; hot loops avoid calls
 that take arrays (numba reference-counts them on every call) and index with
 unsigned integers (no negative-index wraparound); four references of one
 example are walked in lock-step so that their dependency chains overlap.
+
+Compilation is cached (:func:`_kernel`): a kernel compiles once, 10-20 s in
+all on a first call, and later processes load it from numba's cache in well
+under a second. The cache lies in the package's ``__pycache__``, else
+(a read-only install) in numba's user cache directory, else in a private
+temporary directory; ``NUMBA_CACHE_DIR`` overrides all three.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
+import warnings
+
+import numba
 import numpy as np
 from numba import njit
+
+
+def _private_cache_dir() -> str | None:
+    """``<tmp>/captum_genomics-numba-<uid>``, created ``0o700``; None when it
+    cannot be made or belongs to someone else (cached code is loaded and run,
+    so a directory others can write to is never used)."""
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    path = os.path.join(tempfile.gettempdir(), f"captum_genomics-numba-{uid or 'user'}")
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        st = os.stat(path)
+    except OSError:
+        return None
+    if uid is not None and (st.st_uid != uid or st.st_mode & 0o022):
+        return None
+    return path
+
+
+_UNCACHED_WARNED = False
+
+
+def _kernel(fn):
+    """``numba.njit(cache=True, nogil=True)``, never failing for want of a cache.
+
+    numba caches next to the source file or, when the package is read-only,
+    in the user cache directory (``~/.cache/numba``), and raises at
+    decoration time (here: at import) when neither is writable. Then the
+    cache goes to :func:`_private_cache_dir`, and failing that the kernels
+    compile in every process, with one warning that says how to fix it.
+    ``NUMBA_CACHE_DIR``, when set, is numba's first choice and left alone.
+    """
+    global _UNCACHED_WARNED
+    try:
+        return njit(cache=True, nogil=True)(fn)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        pass
+    fallback = _private_cache_dir()
+    if fallback is not None:
+        saved = numba.config.CACHE_DIR
+        numba.config.CACHE_DIR = fallback  # read once, when the locator is chosen
+        try:
+            return njit(cache=True, nogil=True)(fn)
+        except RuntimeError:
+            pass
+        finally:
+            numba.config.CACHE_DIR = saved
+    if not _UNCACHED_WARNED:
+        _UNCACHED_WARNED = True
+        warnings.warn(
+            "captum_genomics cannot cache its compiled numba kernels (no writable "
+            "__pycache__, user cache or temporary directory), so every process compiles "
+            "them again on its first shuffle (10-20 s). Set NUMBA_CACHE_DIR to a writable "
+            "directory.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return njit(nogil=True)(fn)
 
 # splitmix64 constants
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -129,7 +197,7 @@ def _copy_row(src, dst):
 # --------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def encode(x, codes, bad, e0, e1):
     """One-hot ``x[e0:e1]`` ``(N, 4, L)`` -> base codes ``codes[e0:e1]`` ``(N, L)`` uint8.
 
@@ -167,7 +235,7 @@ def encode(x, codes, bad, e0, e1):
         bad[e] = nbad
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def write_one_hot(seqs, out, one, zero, p0, p1):
     """Write codes ``seqs[p0:p1]`` ``(M, L)`` as one-hot ``out[p0:p1]`` ``(M, 4, L)``.
 
@@ -190,7 +258,7 @@ def write_one_hot(seqs, out, one, zero, p0, p1):
 # --------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _compact(keys, ids):
     """Number the ``uint64`` ``keys`` densely ``0..nv-1`` into ``ids``; return ``nv``.
 
@@ -223,7 +291,7 @@ def _compact(keys, ids):
     return nv
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _packed_keys(s, w):
     """2-bit packed keys of the ``len(s) - w + 1`` windows of length ``w <= 32``."""
     n = s.shape[0]
@@ -242,7 +310,7 @@ def _packed_keys(s, w):
     return keys
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _window_ids(s, w, ids, table):
     """Dense ids of the windows of length ``w`` of ``s`` into ``ids``; return count.
 
@@ -304,7 +372,7 @@ def _window_ids(s, w, ids, table):
 _R_START, _R_LEN, _R_NV, _R_V0, _R_ROOT, _R_VOFF, _R_EOFF = 0, 1, 2, 3, 4, 5, 6
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def build_graphs(codes, start, end, k, runs, n_runs, voffs, vbase, etgt, e0, e1):
     """Per example, split ``[start, end)`` into N-free runs and build their graphs.
 
@@ -399,7 +467,7 @@ def _lemire(state, x, un):
     return state, m >> _U32
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _fisher_yates(state, arr, o, c):
     """Uniformly permute ``arr[o:o + c]`` in place; return the new state.
 
@@ -425,7 +493,7 @@ def _fisher_yates(state, arr, o, c):
     return state
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _prepare_lane(state, tgl, ptrl, edges, off, nv, root, nxt, intree):
     """Order a run's out-edges for one reference; return the new state.
 
@@ -474,7 +542,7 @@ def _prepare_lane(state, tgl, ptrl, edges, off, nv, root, nxt, intree):
 _LANES = 4
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def shuffle_pairs(codes, k, runs, n_runs, voffs, vbase, etgt, keys, out, p0, p1):
     """Shuffle the (example, reference) pairs ``p0 <= p < p1`` into ``out``.
 
@@ -564,7 +632,7 @@ def shuffle_pairs(codes, k, runs, n_runs, voffs, vbase, etgt, keys, out, p0, p1)
         p += g
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def example_keys(seed, tag, example_indices):
     """Per-example hashes of ``(seed, tag, example index)`` as ``uint64``."""
     n = example_indices.shape[0]
@@ -579,7 +647,7 @@ def example_keys(seed, tag, example_indices):
 # --------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def gc_fractions(codes, start, end):
     """GC fraction ``(#C + #G) / (#A + #C + #G + #T)`` of ``codes[:, start:end]``
     per example (``float64``; 0.5 where the window holds no base)."""
@@ -598,7 +666,7 @@ def gc_fractions(codes, start, end):
     return gc
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def gc_pairs(codes, start, end, gc, keys, out, p0, p1):
     """Draw iid bases in ``[start, end)`` for the pairs ``p0 <= p < p1``.
 

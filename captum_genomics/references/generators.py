@@ -15,8 +15,9 @@ from torch import Tensor
 
 from captum_genomics._utils.checks import check_one_hot, check_positive_int
 from captum_genomics.references import _draw
-from captum_genomics.references.shuffle import kmer_shuffle
-from captum_genomics.references.simple import gc_matched_references, uniform_references, zero_references
+
+# The drawing functions (shuffle.py, simple.py) are imported inside __call__:
+# they load numba, which a method given reference tensors never needs.
 
 __all__ = [
     "REFERENCE_NAMES",
@@ -147,6 +148,8 @@ class KmerShuffle(_WindowedGenerator):
         super().__init__(start, end)
 
     def _generate(self, inputs, n_references, **kwargs):
+        from captum_genomics.references.shuffle import kmer_shuffle
+
         return kmer_shuffle(inputs, n_references, self.k, **kwargs)
 
     def __repr__(self) -> str:
@@ -180,6 +183,8 @@ class ZeroReferences(ReferenceGenerator):
     """
 
     def __call__(self, inputs, n_references, *, example_indices=None, random_state=None):
+        from captum_genomics.references.simple import zero_references
+
         return zero_references(inputs, n_references)
 
 
@@ -191,6 +196,8 @@ class UniformReferences(ReferenceGenerator):
     """
 
     def __call__(self, inputs, n_references, *, example_indices=None, random_state=None):
+        from captum_genomics.references.simple import uniform_references
+
         return uniform_references(inputs, n_references)
 
 
@@ -205,6 +212,8 @@ class GCMatchedReferences(_WindowedGenerator):
     """
 
     def _generate(self, inputs, n_references, **kwargs):
+        from captum_genomics.references.simple import gc_matched_references
+
         return gc_matched_references(inputs, n_references, **kwargs)
 
     def __repr__(self) -> str:

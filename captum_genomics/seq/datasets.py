@@ -121,3 +121,121 @@ def load_ctcf_motif() -> Motif:
     """
     (motif,) = load_jaspar(data_path(CTCF_MOTIF_FILE), citation=CTCF_MOTIF_CITATION)
     return motif
+
+
+DEMO_GENOME_FILE = "chr17.hg19.part.fa"
+DEMO_GENOME_SHA256 = "3627f99f5cd6fa6a9e1a4e0494e64a9443871e0167fc6767b23cde73ca4030c1"
+DEMO_GENOME_CITATION = (
+    "A 40,000-bp piece of human chromosome 17 (hg19), sequence 'chr17', from the "
+    "example data of pyfaidx (Debian package python-pyfaidx-examples 0.7.1-2, "
+    "chr17.hg19.part.fa; BSD-3-Clause, Copyright 2013-2015 The Johns Hopkins "
+    "University, Matthew Shirley). Shirley MD, Ma Z, Pedersen BS, Wheelan SJ. "
+    "Efficient \"pythonic\" access to FASTA files using pyfaidx. PeerJ PrePrints "
+    "3:e970v1 (2015)."
+)
+
+
+def demo_genome_path() -> Path:
+    """Path of the demo genome: 40 kb of human chr17 (hg19) as an indexable FASTA.
+
+    The vendored FASTA (``data/chr17.hg19.part.fa``, one sequence named
+    ``chr17``, 40,000 bp, with soft-masked lower-case repeats; see
+    :data:`DEMO_GENOME_CITATION` and ``data/NOTICE.md``) is copied once into a
+    cache folder under ``tempfile.gettempdir()`` (checked by its sha256), so
+    that :func:`captum_genomics.seq.genome.open_genome` can write the ``.fai``
+    index beside it even when the package is installed read-only. Coordinates
+    in the piece start at 0; they are not hg19 chr17 coordinates.
+
+    Returns
+    -------
+    pathlib.Path
+        The cached FASTA, ready for ``open_genome``.
+
+    Raises
+    ------
+    ValueError
+        If the shipped file does not match its recorded sha256 (a damaged
+        installation).
+    """
+    import hashlib
+    import os
+    import tempfile
+
+    from captum_genomics._utils.files import write_bytes_atomic
+
+    data = data_path(DEMO_GENOME_FILE).read_bytes()
+    if hashlib.sha256(data).hexdigest() != DEMO_GENOME_SHA256:
+        raise ValueError(
+            f"the shipped demo genome {DEMO_GENOME_FILE!r} does not match its sha256; "
+            "reinstall captum-genomics."
+        )
+    user = str(os.getuid()) if hasattr(os, "getuid") else "user"
+    folder = (Path(tempfile.gettempdir()) / f"captum_genomics-{user}" / "demo_genome"
+              / DEMO_GENOME_SHA256[:16])
+    target = folder / DEMO_GENOME_FILE
+    try:
+        if not (target.is_file() and target.read_bytes() == data):
+            folder.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(target, data)
+    except OSError:  # the shared cache folder is not ours: use a fresh private one
+        target = Path(tempfile.mkdtemp(prefix="captum_genomics-demo-")) / DEMO_GENOME_FILE
+        write_bytes_atomic(target, data)
+    return target
+
+
+def demo_regions(width: int = 1000, step: int = 500):
+    """Tile the demo genome into overlapping windows, as a region table.
+
+    Windows ``[s, s + width)`` for ``s = 0, step, 2 * step, ...`` while
+    ``s + width <= 40000`` (the length of ``chr17`` in the demo genome): 79
+    windows with the defaults.
+
+    Parameters
+    ----------
+    width : int
+        Window width in bases. Default 1000.
+    step : int
+        Distance between window starts; windows overlap when ``step < width``.
+        Default 500.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns as from :func:`captum_genomics.seq.genome.read_bed`: ``chrom``
+        (``"chr17"``), ``start``, ``end`` (int64), ``name``
+        (``"chr17:start-end"``) and ``line`` (the 1-based window number, as if
+        the windows were lines of a BED file).
+
+    Raises
+    ------
+    TypeError
+        If ``width`` or ``step`` is not an integer.
+    ValueError
+        If ``width`` or ``step`` is below 1, or ``width`` exceeds 40000.
+    """
+    import numpy as np
+    import pandas as pd
+
+    for label, value in (("width", width), ("step", step)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"`{label}` must be a positive integer, got {value!r}.")
+        if value < 1:
+            raise ValueError(f"`{label}` must be a positive integer, got {value}.")
+    names, sequences = read_fasta(data_path(DEMO_GENOME_FILE))
+    chrom, length = names[0].split()[0], len(sequences[0])
+    if width > length:
+        raise ValueError(
+            f"`width` {width} exceeds the demo genome's length ({length} bp on {chrom})."
+        )
+    starts = np.arange(0, length - int(width) + 1, int(step), dtype=np.int64)
+    ends = starts + int(width)
+    return pd.DataFrame(
+        {
+            "chrom": pd.Series([chrom] * len(starts), dtype=object),
+            "start": starts,
+            "end": ends,
+            "name": pd.Series([f"{chrom}:{s}-{e}" for s, e in zip(starts, ends)],
+                              dtype=object),
+            "line": np.arange(1, len(starts) + 1, dtype=np.int64),
+        }
+    )
