@@ -22,6 +22,9 @@ __all__ = [
     "data_path",
     "load_ctcf_peaks",
     "load_ctcf_motif",
+    "demo_genome_path",
+    "demo_regions",
+    "DEMO_GENOME_CITATION",
 ]
 
 CTCF_PEAKS_FILE = "Gm12878.CTCF.top500.w200.fa.gz"
