@@ -276,6 +276,13 @@ def _add_compare(sub) -> None:
     co.add_argument("--weights", type=Path, default=None, help="state dict for --model")
     co.add_argument("--fasta", type=Path, default=None,
                     help="your sequences (FASTA, all the same length; may be gzipped)")
+    co.add_argument("--bed", type=Path, default=None,
+                    help="your regions (BED; needs --genome): centred and resized to --width")
+    co.add_argument("--genome", type=Path, default=None,
+                    help="indexed (or indexable) FASTA genome for --bed")
+    co.add_argument("--width", type=_positive_int, default=None,
+                    help="with --bed: the width in bp every region is resized to, around its "
+                         "centre (required with --bed)")
     co.add_argument("--motifs", type=Path, default=None,
                     help="JASPAR or MEME motif file: score the methods against the motif "
                          "matches in your sequences (or, with --plant, plant them)")
@@ -326,10 +333,18 @@ def _run_compare(args) -> dict:
                            f"{', '.join(known)}.")
     if args.plant and args.motifs is None:
         raise CLIError("--plant needs --motifs FILE (the motifs to plant).")
-    if (args.model is None) != (args.fasta is None):
-        raise CLIError("--model and --fasta go together (your model and your sequences).")
+    if args.fasta is not None and args.bed is not None:
+        raise CLIError("give your sequences as --fasta or as --bed with --genome, not both.")
+    if (args.bed is None) != (args.genome is None) or (args.bed is None) != (args.width is None):
+        if args.bed is not None or args.genome is not None or args.width is not None:
+            raise CLIError("--bed, --genome and --width go together (regions, the genome they "
+                           "come from, and the width to resize them to).")
+    has_sequences = args.fasta is not None or args.bed is not None
+    if (args.model is None) != (not has_sequences):
+        raise CLIError("--model goes with --fasta or --bed/--genome (your model and your "
+                       "sequences).")
     if args.model is None and (args.weights or args.motifs):
-        raise CLIError("--weights/--motifs need --model and --fasta.")
+        raise CLIError("--weights/--motifs need --model and --fasta (or --bed/--genome).")
     kwargs = dict(methods=methods, target=args.target, n_references=args.n_references,
                   batch_size=args.batch_size, ig_steps=args.ig_steps,
                   randomization=not args.no_randomization,
@@ -355,8 +370,12 @@ def _run_compare(args) -> dict:
             "MA0139.2 match as ground truth)", **kwargs)
     _check_out(args, output_files(["model"]))
     model = load_model(args.model, args.weights)
-    one_hot, names = _read_same_length_fasta(args.fasta, args.n_examples)
-    truth, label = None, f"{one_hot.shape[0]} sequences of {args.fasta.name}"
+    if args.bed is not None:
+        one_hot, label = _read_bed_regions(args)
+    else:
+        one_hot, _ = _read_same_length_fasta(args.fasta, args.n_examples)
+        label = f"{one_hot.shape[0]} sequences of {args.fasta.name}"
+    truth = None
     if args.motifs is not None:
         from captum_genomics.seq.motif_sites import motif_ground_truth, plant_motifs
         from captum_genomics.seq.motifs import load_motifs
@@ -378,6 +397,32 @@ def _run_compare(args) -> dict:
             raise CLIError(f"--motifs: {err}") from err
     return run_compare_job(args.out, models={"model": model}, inputs=one_hot,
                            ground_truth=truth, label=label, **kwargs)
+
+
+def _read_bed_regions(args):
+    """``--bed``/``--genome``/``--width`` as one-hot ``(N, 4, width)`` and a label."""
+    from captum_genomics.seq.genome import fetch_one_hot, open_genome, read_bed, resize_regions
+
+    try:
+        bed = read_bed(args.bed)
+    except FileNotFoundError:
+        raise CLIError(f"--bed: no such file {os.fspath(args.bed)!r}.") from None
+    except ValueError as err:
+        raise CLIError(f"--bed: {err}") from err
+    if args.n_examples is not None:
+        bed = bed.iloc[: args.n_examples]
+    try:
+        genome = open_genome(args.genome)
+    except FileNotFoundError:
+        raise CLIError(f"--genome: no such file {os.fspath(args.genome)!r}.") from None
+    except (ValueError, PermissionError) as err:
+        raise CLIError(f"--genome: {err}") from err
+    with genome:
+        one_hot, report = fetch_one_hot(genome, resize_regions(bed, args.width))
+    label = f"{len(bed)} regions of {args.bed.name} ({args.width} bp from {args.genome.name})"
+    if report["n_padded"]:
+        label += f"; {report['n_padded']} padded with N off a chromosome end"
+    return one_hot, label
 
 
 def _read_same_length_fasta(path: Path, n_examples: int | None):

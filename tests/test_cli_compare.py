@@ -131,7 +131,26 @@ def test_user_errors_are_one_line_and_write_nothing(files, tmp_path, capsys, ext
 
 def test_model_without_fasta_is_refused(files, capsys):
     code, _, err = _run(["compare", "--model", f"{files / 'models.py'}:build"], capsys)
-    assert code == 2 and "--model and --fasta go together" in err
+    assert code == 2 and "--model goes with --fasta or --bed/--genome" in err
+
+
+def test_bed_regions_from_the_demo_genome(files, tmp_path, capsys):
+    from captum_genomics.seq.datasets import demo_genome_path
+
+    bed = tmp_path / "r.bed"
+    bed.write_text("chr17\t100\t160\tfirst\nchr17\t5000\t5040\nchr17\t39990\t40010\tedge\n")
+    out = tmp_path / "bed"
+    code, stdout, err = _run(["compare", "--model", f"{files / 'models.py'}:build", "--bed",
+                              str(bed), "--genome", str(demo_genome_path()), "--width", "40",
+                              "--methods", "saliency,deeplift_shap", "--n-references", "2",
+                              "--target", "0", "--no-plot", "--no-randomization",
+                              "--out", str(out)], capsys)
+    assert code == 0, err
+    assert "3 regions of r.bed (40 bp from" in stdout and "1 padded with N" in stdout
+    code, _, err = _run(["compare", "--model", f"{files / 'models.py'}:build", "--bed",
+                         str(bed), "--genome", str(demo_genome_path()), "--out",
+                         str(tmp_path / "x")], capsys)
+    assert code == 2 and "--bed, --genome and --width go together" in err
 
 
 def test_default_planted_job_runs_both_shipped_models(tmp_path, capsys):
