@@ -167,11 +167,12 @@ def check_eval_mode(model, name: str = "model") -> None:
     """
     if not isinstance(model, torch.nn.Module):
         return
-    for mod_name, mod in model.named_modules():
+    for mod in model.modules():  # names are built only for the message
         if not mod.training or not isinstance(mod, _STOCHASTIC):
             continue
         if isinstance(mod, torch.nn.modules.dropout._DropoutNd) and mod.p == 0:
             continue
+        mod_name = next(name for name, m in model.named_modules() if m is mod)
         label = mod_name or type(model).__name__
         raise ValueError(
             f"`{name}` is in training mode: submodule {label!r} "

@@ -225,7 +225,11 @@ class BaselineGame(Game):
         If the baseline does not have one value per feature (or one in all).
     """
 
-    null_is_constant = True  # v(x, 0) = link(f(baseline)) for every x
+    @property
+    def null_is_constant(self) -> bool:
+        """True: ``v(x, 0) = link(f(baseline))`` for every ``x`` (unless a subclass
+        redefines the coalition values)."""
+        return type(self)._values is BaselineGame._values
 
     def __init__(self, model: Callable[[Tensor], Tensor], players=None,
                  baseline: float | Tensor = 0.0, feature_shape=None, link: str = "identity",
@@ -263,6 +267,8 @@ class BaselineGame(Game):
         The rows ``v(x, S)`` builds for an empty ``S`` (every feature at the
         baseline), built directly.
         """
+        if not self.null_is_constant:  # a subclass's own coalition values
+            return super().null(x)
         flat = self._flat(x)
         rows = self.baseline.to(device=flat.device, dtype=flat.dtype).expand(flat.shape)
         with torch.no_grad():
@@ -326,7 +332,11 @@ class MarginalGame(Game):
         weights are negative, sum to 0 or have the wrong length.
     """
 
-    null_is_constant = True  # v(x, 0) = sum_m w_m link(f(z^m)) for every x
+    @property
+    def null_is_constant(self) -> bool:
+        """True: ``v(x, 0) = sum_m w_m link(f(z^m))`` for every ``x`` (unless a subclass
+        redefines the coalition values)."""
+        return type(self)._values is MarginalGame._values
 
     def __init__(self, model: Callable[[Tensor], Tensor], background: Tensor, players=None,
                  weights: Tensor | None = None, link: str = "identity",

@@ -522,17 +522,15 @@ class FastSHAP(PerturbationAttribution):
             out_device = rows.data.device
         else:
             out_dtype, out_device = phi.dtype, phi.device
-        pof = None  # players in feature order need no gather (one player per feature)
+        pof = self.players.player_of_feature
         if order is not None:  # an AnnData in another gene order: back to its order
-            pof = self.players.player_of_feature[torch.as_tensor(order).argsort()].to(phi.device)
-        elif not self.players.is_singletons:
-            pof = self.players.player_of_feature.to(phi.device)
+            pof = pof[torch.as_tensor(order).argsort()]
+        pof = pof.to(phi.device)
         results = []
         for spec in specs:
             values = select_outputs(phi, spec)  # (N, d) or (N, d, T)
             if not return_player_values:
-                if pof is not None:
-                    values = values.index_select(1, pof)
+                values = values.index_select(1, pof)
                 values = values.reshape(rows.shape + values.shape[2:])
             attr = values.to(device=out_device, dtype=out_dtype)
             if was_tuple:

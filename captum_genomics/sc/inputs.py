@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import math
 import numpy as np
 import torch
 from torch import Tensor
@@ -135,7 +136,7 @@ class FeatureRows:
             raise ValueError(f"`{name}` is an empty batch (shape {shape}); need N >= 1 examples.")
         self.shape = shape
         self.n = shape[0]
-        self.n_features = int(np.prod(shape[1:]))
+        self.n_features = math.prod(int(s) for s in shape[1:])
         self._check_finite()
 
     def native_dtype(self, fallback: torch.dtype) -> torch.dtype:
