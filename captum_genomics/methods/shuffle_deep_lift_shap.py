@@ -196,6 +196,7 @@ class ShuffleDeepLiftShap(GradientAttribution):
         rules: RuleRegistry | None = None,
         strict: bool | None = None,
         strategy: Literal["auto", "examples", "pairs"] = "auto",
+        dtype: torch.dtype | None = None,
     ):
         r"""Attribute the selected output to the inputs.
 
@@ -266,6 +267,15 @@ class ShuffleDeepLiftShap(GradientAttribution):
             ``"auto"`` (default) picks by the model's activation size, which
             depends only on the model and the input shape.
 
+        dtype : torch.dtype or None
+            Run both passes under ``torch.autocast`` with this dtype
+            (``torch.bfloat16`` or ``torch.float16``): convolutions and matrix
+            products in half precision, everything autocast keeps in float32
+            (reductions, norms, softmax) and the multipliers, contributions
+            and deltas in the inputs' dtype. Default None (the inputs' dtype
+            throughout). On CPUs without native half-precision kernels this is
+            slower, and the deltas grow to the half-precision rounding of the
+            activations (see ``docs/deep_lift_shap.md``).
         Returns
         -------
         attributions : Tensor or tuple of Tensors
@@ -314,6 +324,9 @@ class ShuffleDeepLiftShap(GradientAttribution):
         if not warning_threshold >= 0:
             raise ValueError(f"`warning_threshold` must be >= 0, got {warning_threshold!r}.")
         check_eval_mode(self.forward_func, "model")
+        if dtype not in (None, torch.bfloat16, torch.float16):
+            raise ValueError(f"`dtype` must be None, torch.bfloat16 or torch.float16 (the "
+                             f"autocast precision), got {dtype!r}.")
         if example_indices is None:
             ex_idx = torch.arange(n)
         else:
@@ -367,9 +380,11 @@ class ShuffleDeepLiftShap(GradientAttribution):
             r_b = tuple(r[:, k0:k1].to(device) for r in refs.for_examples(lo, hi))
             selectors = [(make_selector(t, ex, n), make_selector(t, ex_r, n)) for t in target_list]
             try:
-                mults, y_x, y_r = passes.run(x_b, r_b, selectors,
-                                             index_examples(extra, ex, n, device),
-                                             index_examples(extra, ex_r, n, device))
+                with torch.autocast(device.type, dtype=dtype or torch.bfloat16,
+                                    enabled=dtype is not None):
+                    mults, y_x, y_r = passes.run(x_b, r_b, selectors,
+                                                 index_examples(extra, ex, n, device),
+                                                 index_examples(extra, ex_r, n, device))
             except RuntimeError as error:
                 _explain_unsplit_args(error, extra, n)
                 raise

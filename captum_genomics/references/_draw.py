@@ -22,7 +22,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from captum_genomics._utils.checks import check_one_hot, check_positive_int, check_shape, check_tensor
+from captum_genomics._utils.checks import (
+    check_one_hot,
+    check_positive_int,
+    check_shape,
+    check_tensor,
+)
 
 # numba and the kernels (_kernels) are imported where a kernel runs: the
 # argument checks here serve generators that never draw.

@@ -60,7 +60,8 @@ def _private_cache_dir() -> str | None:
     cannot be made or belongs to someone else (cached code is loaded and run,
     so a directory others can write to is never used)."""
     uid = os.getuid() if hasattr(os, "getuid") else None
-    path = os.path.join(tempfile.gettempdir(), f"captum_genomics-numba-{uid or 'user'}")
+    owner = "user" if uid is None else uid
+    path = os.path.join(tempfile.gettempdir(), f"captum_genomics-numba-{owner}")
     try:
         os.makedirs(path, mode=0o700, exist_ok=True)
         st = os.stat(path)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from captum_genomics._utils.checks import check_one_hot, check_positive_int
-from captum_genomics.references import _draw, _kernels
+from captum_genomics.references import _draw
 
 __all__ = ["zero_references", "uniform_references", "gc_matched_references"]
 
@@ -150,6 +150,8 @@ def gc_matched_references(
         ``start`` after ``end``; ``example_indices`` not ``N`` non-negative
         integers.
     """
+    from captum_genomics.references import _kernels  # numba: only for this generator
+
     d = _draw.prepare_draw(sequences, n_references, start, end, example_indices, random_state,
                            _kernels.TAG_GC)
     if d.keys is None:
