@@ -32,7 +32,10 @@ claims; the counts then say over how many seeds they were made (``"of"``).
 Trained weights are cached in ``--cache`` as ``{activation}_{seed}.pt`` with
 the training record ``{activation}_{seed}.json`` and reused; each model's
 comparison rows are cached as ``{activation}_{seed}_n{N}_compare.json`` and
-reused when the methods match (``--recompute`` ignores them). With
+reused when the methods match (``--recompute`` ignores them;
+``--cached-only`` assembles the JSON from these files alone, recording the
+models without one under ``"missing_runs"``, so that several processes can
+share the comparisons and one call collects them). With
 ``--jobs 2`` missing models are trained in two processes (one thread each);
 the comparisons always run one at a time in this process, one thread, so the
 timings are not made in parallel.
@@ -166,7 +169,10 @@ def train_missing(activations, seeds, cache: str, jobs: int) -> list[dict]:
 def load_model(activation: str, seed: int, cache: str):
     """(model in eval mode, training record) for a seed; 0 is the shipped model."""
     from captum_genomics.zoo.planted import (
-        PlantedMotifCNN, load_planted_metadata, load_planted_model)
+        PlantedMotifCNN,
+        load_planted_metadata,
+        load_planted_model,
+    )
 
     if seed == 0:
         meta = load_planted_metadata(activation)
@@ -198,6 +204,13 @@ def run_one(activation: str, seed: int, inputs, gt, test_data, methods, args) ->
             return cached
     model, record = load_model(activation, seed, args.cache)
     test_auroc = evaluate_auroc(model, test_data)
+    if args.cached_only and test_auroc >= args.min_model_auroc:
+        print(f"  {activation} seed {seed}: no cached comparison, skipped (--cached-only)",
+              flush=True)
+        return {"activation": activation, "seed": seed, "methods": list(methods),
+                "model": {"test_auroc_measured": test_auroc, **record},
+                "missing": "not compared in time (--cached-only)", "rows": [],
+                "per_example": {}}
     if test_auroc < args.min_model_auroc:  # a collapsed model: no attribution to judge
         print(f"  {activation} seed {seed}: model test AUROC {test_auroc:.4f} < "
               f"{args.min_model_auroc}: excluded, not compared", flush=True)
@@ -387,29 +400,47 @@ def claim_c(runs, seeds, methods) -> dict:
     return out
 
 
-def claim_d(runs, methods) -> dict:
-    out = {}
-    for method in methods:
-        rows = [r for run in runs for r in run["rows"] if r["method"] == method]
-        if not rows:
-            continue
+def claim_d(runs, methods, reference: str = "deeplift_shap") -> dict:
+    """Completeness and runtime per method: medians over the models, per activation and all.
 
-        def med(key, rows=rows):
-            vals = [r[key] for r in rows if r.get(key) is not None]
-            return float(np.median(vals)) if vals else None
+    ``seconds_ratio`` is the method's seconds over ``reference``'s seconds in the
+    same run (same model, same minute), the number least moved by the machine's
+    load; its median over the models is reported.
+    """
 
-        def mx(key, rows=rows):
-            vals = [r[key] for r in rows if r.get(key) is not None]
-            return float(np.max(vals)) if vals else None
+    def table(selected):
+        out = {}
+        for method in methods:
+            rows = [(r, run) for run in selected for r in run["rows"] if r["method"] == method]
+            if not rows:
+                continue
 
-        out[method] = {"n_models": len(rows),
-                       "median_abs_delta": med("convergence_delta"),
-                       "max_abs_delta_median_over_models": med("convergence_delta_max"),
-                       "max_abs_delta_over_models": mx("convergence_delta_max"),
-                       "seconds": med("seconds"), "examples_per_s": med("examples_per_s"),
-                       "first_call_seconds": med("first_call_seconds"),
-                       "median_auroc": med("auroc"), "median_pwm_cosine": med("pwm_cosine")}
-    return out
+            def med(key, rows=rows):
+                vals = [r[key] for r, _ in rows if r.get(key) is not None]
+                return float(np.median(vals)) if vals else None
+
+            def mx(key, rows=rows):
+                vals = [r[key] for r, _ in rows if r.get(key) is not None]
+                return float(np.max(vals)) if vals else None
+
+            ratios = []
+            for r, run in rows:
+                ref = _row([run], run["activation"], run["seed"], reference)
+                if ref and ref.get("seconds") and r.get("seconds") is not None:
+                    ratios.append(r["seconds"] / ref["seconds"])
+            out[method] = {"n_models": len(rows),
+                           "median_abs_delta": med("convergence_delta"),
+                           "max_abs_delta_median_over_models": med("convergence_delta_max"),
+                           "max_abs_delta_over_models": mx("convergence_delta_max"),
+                           "seconds": med("seconds"), "examples_per_s": med("examples_per_s"),
+                           "first_call_seconds": med("first_call_seconds"),
+                           f"seconds_ratio_to_{reference}":
+                               float(np.median(ratios)) if ratios else None,
+                           "median_auroc": med("auroc"), "median_pwm_cosine": med("pwm_cosine")}
+        return out
+
+    return {"all": table(runs),
+            **{a: table([run for run in runs if run["activation"] == a]) for a in ACTIVATIONS}}
 
 
 # ----------------------------------------------------------------------------- main
@@ -428,6 +459,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--min-model-auroc", type=float, default=0.9,
                         help="models whose test AUROC is below this (a training collapse) are "
                              "recorded but left out of the comparison and the claims")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="compile the JSON from cached comparisons only; a model without "
+                             "one is recorded under \"missing_runs\" and left out")
     parser.add_argument("--recompute", action="store_true",
                         help="ignore cached comparison rows (trained weights are still reused)")
     args = parser.parse_args(argv)
@@ -458,7 +492,7 @@ def main(argv=None) -> dict:
                 "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                 "command": "python " + " ".join([os.path.relpath(__file__)] + sys.argv[1:]),
                 "machine": meta, "arguments": vars(args),
-                "n_examples": int(len(inputs)), "training": {"wall_s": training_wall,
+                "n_examples": len(inputs), "training": {"wall_s": training_wall,
                                                              "models": trained}}
     for seed in args.seeds:
         for activation in ACTIVATIONS:
@@ -472,7 +506,9 @@ def main(argv=None) -> dict:
         {"activation": run["activation"], "seed": run["seed"],
          "test_auroc": run["model"]["test_auroc_measured"],
          "validation_history": run["model"].get("history")}
-        for run in runs if run not in valid]
+        for run in runs if run not in valid and "missing" not in run]
+    document["missing_runs"] = [{"activation": run["activation"], "seed": run["seed"]}
+                                for run in runs if "missing" in run]
     document["models"] = [
         {"activation": run["activation"], "seed": run["seed"],
          "test_auroc": run["model"]["test_auroc_measured"],
