@@ -235,7 +235,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights", type=Path, default=None,
         help="state dict saved with torch.save (loaded with weights_only=True)",
     )
-    attribute.add_argument("--fasta", type=Path, required=True, help="FASTA file (may be gzipped)")
+    attribute.add_argument("--fasta", type=Path, default=None,
+                           help="FASTA file (may be gzipped); or --bed with --genome")
+    attribute.add_argument(
+        "--bed", type=Path, default=None,
+        help="BED file of regions (3+ columns, may be gzipped), attributed in its order in "
+             "resumable chunks (also under torchrun); needs --genome")
+    attribute.add_argument(
+        "--genome", type=Path, default=None,
+        help="genome FASTA for --bed (plain or bgzip; the .fai index is built when missing)")
+    attribute.add_argument(
+        "--width", type=_positive_int, default=1000,
+        help="--bed: regions are centred and resized to this many bases (default: 1000)")
+    attribute.add_argument(
+        "--chunk-size", type=_positive_int, default=256,
+        help="--bed: regions per chunk, the unit of resumption and of work per process "
+             "(default: 256); the results do not depend on it")
     attribute.add_argument("--target", type=int, default=0, help="output column to explain (default: 0)")
     attribute.add_argument(
         "--motif", type=Path, default=None,
@@ -1111,7 +1126,29 @@ def load_model(spec: str, weights: str | os.PathLike | None = None) -> torch.nn.
         raise CLIError(str(err)) from err
 
 
+def _run_attribute_genome(args) -> dict:
+    from captum_genomics.workflows.genome_scale import run_genome_job
+
+    if args.fasta is not None:
+        raise CLIError("--fasta cannot be combined with --bed/--genome; give one or the other.")
+    if args.bed is None or args.genome is None:
+        missing = "--genome" if args.genome is None else "--bed"
+        raise CLIError(f"--bed and --genome go together; {missing} is missing.")
+    if args.motif is not None:
+        raise CLIError("--motif is not available with --bed/--genome.")
+    model = load_model(args.model, args.weights)
+    return run_genome_job(
+        args.out, model, args.bed, args.genome, args.width, target=args.target,
+        n_references=args.n_references, random_state=args.random_state,
+        batch_size=args.batch_size, chunk_size=args.chunk_size, n_examples=args.n_examples,
+        show_progress=args.show_progress, overwrite=args.overwrite)
+
+
 def _run_attribute(args) -> dict:
+    if args.bed is not None or args.genome is not None:
+        return _run_attribute_genome(args)
+    if args.fasta is None:
+        raise CLIError("give --fasta FILE, or --bed FILE with --genome FILE.")
     from captum_genomics.seq.io import one_hot_encode, read_fasta
     from captum_genomics.seq.motifs import load_jaspar
     from captum_genomics.workflows.deeplift_ctcf import (
@@ -1303,11 +1340,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not debug:
                 warnings.showwarning = _show_warning(prog)
             return _dispatch(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         if debug:
             raise
-        print(f"{prog}: interrupted; no output was written (a job's files appear only "
-              "when it completes).", file=sys.stderr)
+        from captum_genomics.genome_scale import RunInterrupted
+
+        if not isinstance(err, RunInterrupted):  # RunInterrupted: the job said how to resume
+            print(f"{prog}: interrupted; no output was written (a job's files appear only "
+                  "when it completes).", file=sys.stderr)
         raise SystemExit(EXIT_INTERRUPTED) from None
     except Exception as err:
         if debug:
