@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command",
-                                metavar="{deeplift,attribute,fastshap,heads,validate,genes,nodes,compare}")
+                                metavar="{deeplift,attribute,fastshap,heads,validate,genes,nodes,compare,scan}")
 
     deeplift = sub.add_parser(
         "deeplift",
@@ -263,7 +263,40 @@ def build_parser() -> argparse.ArgumentParser:
     _add_genes(sub)
     _add_nodes(sub)
     _add_compare(sub)
+    _add_scan(sub)
     return parser
+
+
+def _add_scan(sub) -> None:
+    sc = sub.add_parser(
+        "scan",
+        help="the CTCF CNN scanned along a real genome piece: bigWig, HDF5, modisco files",
+        description=(
+            "Tile the shipped demo genome (40 kb of human chr17, from pyfaidx's examples) "
+            "into overlapping 200-bp windows, attribute every window with the shipped CTCF "
+            "CNN as a genome-scale run (chunked, resumable: attributions.h5, ohe.npz, "
+            "shap.npz, regions.tsv, contributions.bw, manifest.json), and list the windows "
+            "the model scores highest against their best JASPAR CTCF match "
+            "(top_windows.tsv). For your own BED and genome: 'captum-genomics attribute "
+            "--bed ... --genome ...'."),
+    )
+    sc.add_argument("--out", type=Path, default=Path("captum_genomics_scan_out"),
+                    help="output folder (default: ./captum_genomics_scan_out/)")
+    sc.add_argument("--step", type=_positive_int, default=100,
+                    help="distance between window starts in bp (default: 100)")
+    sc.add_argument("--n-references", type=_positive_int, default=20,
+                    help="dinucleotide-shuffled references per window (default: 20)")
+    sc.add_argument("--random-state", type=_seed, default=0,
+                    help="seed of the shuffles (default: 0)")
+    sc.add_argument("--batch-size", type=_positive_int, default=64,
+                    help="window-reference pairs per batch (default: 64)")
+    sc.add_argument("--chunk-size", type=_positive_int, default=64,
+                    help="windows per chunk, the unit of resumption (default: 64)")
+    sc.add_argument("--top-k", type=_positive_int, default=10,
+                    help="windows listed in top_windows.tsv (default: 10)")
+    sc.add_argument("--show-progress", "--progress", dest="show_progress",
+                    action="store_true", help="show progress bars")
+    _add_run_options(sc)
 
 
 def _add_compare(sub) -> None:
@@ -1265,6 +1298,14 @@ def _dispatch(args) -> int:
         return EXIT_OK
     if args.command == "compare":
         _run_compare(args)
+        return EXIT_OK
+    if args.command == "scan":
+        from captum_genomics.workflows.genome_scale import run_demo_genome_job
+
+        run_demo_genome_job(args.out, step=args.step, n_references=args.n_references,
+                            random_state=args.random_state, batch_size=args.batch_size,
+                            chunk_size=args.chunk_size, top_k=args.top_k,
+                            show_progress=args.show_progress, overwrite=args.overwrite)
         return EXIT_OK
     return _strict_status(args, _run_deeplift(args))
 
