@@ -421,7 +421,9 @@ def _run_compare(args) -> dict:
     if args.bed is not None:
         one_hot, label = _read_bed_regions(args)
     else:
-        one_hot, _ = _read_same_length_fasta(args.fasta, args.n_examples)
+        from captum_genomics.seq.io import one_hot_encode
+
+        one_hot = one_hot_encode(_read_same_length_fasta(args.fasta, args.n_examples)[1])
         label = f"{one_hot.shape[0]} sequences of {args.fasta.name}"
     truth = None
     if args.motifs is not None:
@@ -474,8 +476,8 @@ def _read_bed_regions(args):
 
 
 def _read_same_length_fasta(path: Path, n_examples: int | None):
-    """``--fasta`` as one-hot ``(N, 4, L)`` and the record names (CLIError when unusable)."""
-    from captum_genomics.seq.io import one_hot_encode, read_fasta
+    """``--fasta`` as ``(names, sequences)``, all the same length (CLIError when unusable)."""
+    from captum_genomics.seq.io import read_fasta
 
     try:
         names, seqs = read_fasta(path)
@@ -489,10 +491,14 @@ def _read_same_length_fasta(path: Path, n_examples: int | None):
         raise CLIError(f"--fasta: {os.fspath(path)!r} holds no sequence.")
     lengths = {len(s) for s in seqs}
     if len(lengths) > 1:
-        i = next(i for i, s in enumerate(seqs) if len(s) != len(seqs[0]))
-        raise CLIError(f"--fasta: all sequences must have the same length; {names[0]!r} has "
-                       f"{len(seqs[0])} bp but {names[i]!r} has {len(seqs[i])} bp.")
-    return one_hot_encode(seqs), names
+        first = len(seqs[0])
+        i = next(i for i, s in enumerate(seqs) if len(s) != first)
+        raise CLIError(
+            f"--fasta: all sequences must have the same length; {names[0]!r} has "
+            f"{first} bp but {names[i]!r} has {len(seqs[i])} bp "
+            f"({len(lengths)} different lengths in the file). Trim or pad them first."
+        )
+    return names, seqs
 
 
 def _add_fastshap(sub) -> None:
@@ -1182,7 +1188,7 @@ def _run_attribute(args) -> dict:
         return _run_attribute_genome(args)
     if args.fasta is None:
         raise CLIError("give --fasta FILE, or --bed FILE with --genome FILE.")
-    from captum_genomics.seq.io import one_hot_encode, read_fasta
+    from captum_genomics.seq.io import one_hot_encode
     from captum_genomics.seq.motifs import load_jaspar
     from captum_genomics.workflows.deeplift_ctcf import (
         OUTPUT_FILES,
@@ -1192,23 +1198,7 @@ def _run_attribute(args) -> dict:
 
     _check_out(args, OUTPUT_FILES)
     model = load_model(args.model, args.weights)
-    try:
-        names, seqs = read_fasta(args.fasta)
-    except FileNotFoundError:
-        raise CLIError(f"--fasta: no such file {os.fspath(args.fasta)!r}.") from None
-    except (ValueError, OSError) as err:
-        raise CLIError(f"--fasta: {err}") from err
-    if args.n_examples is not None:
-        names, seqs = names[: args.n_examples], seqs[: args.n_examples]
-    lengths = {len(s) for s in seqs}
-    if len(lengths) > 1:
-        first = len(seqs[0])
-        i = next(i for i, s in enumerate(seqs) if len(s) != first)
-        raise CLIError(
-            f"--fasta: all sequences must have the same length; {names[0]!r} has "
-            f"{first} bp but {names[i]!r} has {len(seqs[i])} bp "
-            f"({len(lengths)} different lengths in the file). Trim or pad them first."
-        )
+    names, seqs = _read_same_length_fasta(args.fasta, args.n_examples)
     composition = sequence_composition(seqs)
     if composition["n_all_n"] == len(seqs):
         raise CLIError(
