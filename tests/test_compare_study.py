@@ -244,3 +244,20 @@ def test_peers_agree_with_ours_and_see_a_copy():
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
     frame = result.frame
     assert isinstance(frame, pd.DataFrame) and str(frame.example.dtype) == "Int64"
+
+
+def test_gradient_shap_is_seeded_and_leaves_the_global_rngs_alone(study):
+    model, x, _, _ = study
+    np.random.seed(123)
+    torch.manual_seed(5)
+    np_state, torch_state = np.random.get_state()[1].copy(), torch.get_rng_state()
+    runs = [compare(["gradient_shap", "gradient_shap_corrected"], model, x, n_references=3,
+                    randomization=False, random_state=7) for _ in range(2)]
+    for name in runs[0].methods:
+        assert torch.equal(runs[0].attributions[name], runs[1].attributions[name])
+    assert (np.random.get_state()[1] == np_state).all()
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    other = compare(["gradient_shap"], model, x, n_references=3, randomization=False,
+                    random_state=8)
+    assert not torch.equal(other.attributions["gradient_shap"],
+                           runs[0].attributions["gradient_shap"])

@@ -36,6 +36,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -184,10 +185,17 @@ def _gradient_shap(model, x, target, ctx):
 
     refs = ctx.references.to(x.dtype)
     pool = refs.reshape(-1, *refs.shape[2:])
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(ctx.random_state)
-        return GradientShap(model).attribute(x, baselines=pool, n_samples=refs.shape[1],
-                                             stdevs=0.0, **_target_kw(target))
+    # Captum draws the baselines with numpy's global RNG and the interpolation points with
+    # torch's: seed both, and give the caller's states back
+    state = np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(ctx.random_state)
+            np.random.seed(ctx.random_state % 2**32)
+            return GradientShap(model).attribute(x, baselines=pool, n_samples=refs.shape[1],
+                                                 stdevs=0.0, **_target_kw(target))
+    finally:
+        np.random.set_state(state)
 
 
 def _ism(model, x, target, ctx):

@@ -59,6 +59,9 @@ from captum_genomics.comparison.result import ComparisonResult
 __all__ = ["compare", "ComparisonWarning"]
 
 
+WARMUP_EXAMPLES = 8
+"""Examples of the untimed warm-up call of each method."""
+
 RANDOMIZATION_THRESHOLD = 0.5
 """A method is flagged when its median Spearman after randomising every layer is above this."""
 
@@ -256,10 +259,11 @@ def compare(
         Seeds the references, GradientShap's draws and the randomisation.
         Default 0.
     warmup : bool
-        Call each method once on the first example before timing it, so
-        ``seconds`` measures steady-state speed; the warm-up call's time is
-        reported as ``first_call_seconds`` (imports, compilation, caches).
-        Default True.
+        Call each method once on the first 8 examples before timing it, so
+        ``seconds`` measures steady-state speed (imports, compilation and the
+        per-shape kernels of oneDNN/cuDNN are paid there, whatever order the
+        methods run in); the warm-up call's time is reported as
+        ``first_call_seconds``. Default True.
     show_progress : bool
         tqdm bars over methods and randomisation steps. Default False.
     model_name : str
@@ -313,8 +317,10 @@ def compare(
                              f" got {tuple(references.shape)}.")
     ctx = StudyContext(references.detach(), batch_size, ig_steps, random_state)
 
-    one = torch.arange(1)
-    warm_ctx = StudyContext(ctx.references[:1], batch_size, ig_steps, random_state)
+    # the warm-up sees batches of the study's shapes (oneDNN builds a kernel per shape)
+    n_warm = min(n, WARMUP_EXAMPLES)
+    warm = torch.arange(n_warm)
+    warm_ctx = StudyContext(ctx.references[:n_warm], batch_size, ig_steps, random_state)
     x_cpu = inputs.detach().cpu()
     position_maps: dict[str, Tensor] = {}
     attributions: dict[str, Tensor] = {}
@@ -333,7 +339,7 @@ def compare(
             if warmup:
                 t0 = time.perf_counter()
                 with _quiet_captum():
-                    spec.run(runner, inputs[:1].detach(), _subset_target(target, one),
+                    spec.run(runner, inputs[:n_warm].detach(), _subset_target(target, warm),
                              warm_ctx)
                 first = time.perf_counter() - t0
             t0 = time.perf_counter()
