@@ -592,3 +592,45 @@ def test_report_inputs_tried(capsys):
         for entry, count in sorted(entries.items()):
             print(f"  {entry}: {count}")
     assert os.environ.get("PYTEST_XDIST_WORKER") or sum(TRIED.values()) > 0
+
+
+# ----------------------------------------------------------------------------- compare (issue 13)
+
+COMPARE_CLASSES = {
+    "inputs": {**{k: v for k, v in _tensor_classes((N, 4, L)).items() if k != "wrong_batch"},
+               "wrong_channels": st.integers(1, 6).filter(lambda a: a != 4).map(
+                   lambda a: torch.zeros(N, a, L)),
+               "not_one_hot": st.floats(0.1, 0.9).map(lambda v: torch.full((N, 4, L), v))},
+    "ground_truth": {"float_mask": st.just(torch.zeros(N, L)),
+                     "wrong_shape": st.sampled_from([(N, L + 1), (N + 1, L), (L,)]).map(
+                         lambda s: torch.zeros(s, dtype=torch.bool)),
+                     "not_a_tensor": st.sampled_from(["mask", 3, [True, False]])},
+    "references": {"wrong_shape": st.sampled_from([(N, 4, L), (N, 2, 4, L + 1),
+                                                   (N + 1, 2, 4, L)]).map(torch.zeros),
+                   "not_a_tensor": st.sampled_from(["dinuc", 2.0])},
+    "methods": {"unknown": st.sampled_from([["nope"], ["saliency", "Saliency"], "ISM"]),
+                "empty": st.just([]), "bad_entry": st.sampled_from([[3], [("x",)], {"u": 2}])},
+    "n_references": _int_classes(),
+    "batch_size": _int_classes(),
+    "ig_steps": _int_classes(),
+    "randomization_examples": _int_classes(),
+    "random_state": _seed_classes(),
+    "target": {"string": st.sampled_from(["0", "peak"]),
+               "wrong_length_list": st.integers(0, 6).filter(lambda m: m != N).map(
+                   lambda m: [0] * m)},
+}
+
+
+@pytest.mark.parametrize("name", sorted(COMPARE_CLASSES))
+@settings(**{**SETTINGS, "max_examples": 10})
+@given(data=st.data())
+def test_compare_bad_argument(name, data):
+    from captum_genomics import compare
+
+    kind, value = _draw_case(data, COMPARE_CLASSES[name])
+    TRIED["compare", name, kind] += 1
+    kwargs = dict(methods=["saliency"], model=CNN, inputs=X, randomization=False,
+                  n_references=2)
+    kwargs[name] = value
+    mentions = "methods" if name == "methods" else None
+    _expect_clear_error(compare, kwargs, name, model=CNN, label="compare", mentions=mentions)
