@@ -365,7 +365,13 @@ def _add_compare(sub) -> None:
 
 
 def _run_compare(args) -> dict:
-    from captum_genomics.workflows.compare_study import output_files, run_compare_job
+    from captum_genomics.workflows.compare_study import (
+        bed_sequences,
+        ctcf_study,
+        motif_truth,
+        output_files,
+        run_compare_job,
+    )
 
     methods = None
     if args.methods is not None:
@@ -404,22 +410,23 @@ def _run_compare(args) -> dict:
         _check_out(args, output_files(["relu", "exponential"]))
         return run_compare_job(args.out, n_examples=args.n_examples or 32, **kwargs)
     if args.model is None:
-        from captum_genomics.seq.datasets import load_ctcf_motif, load_ctcf_peaks
-        from captum_genomics.seq.motif_sites import motif_ground_truth
-        from captum_genomics.zoo.ctcf import ctcf_split, load_ctcf_model
-
         _check_out(args, output_files(["ctcf_cnn"]))
-        test = ctcf_split()["test"][: args.n_examples]
-        one_hot = load_ctcf_peaks().one_hot[test]
-        truth, _ = motif_ground_truth(one_hot, load_ctcf_motif(), best_only=True)
-        return run_compare_job(
-            args.out, models={"ctcf_cnn": load_ctcf_model()}, inputs=one_hot,
-            ground_truth=truth, label=f"{len(test)} held-out GM12878 CTCF peaks (best JASPAR "
-            "MA0139.2 match as ground truth)", **kwargs)
+        models, one_hot, truth, label = ctcf_study(args.n_examples)
+        return run_compare_job(args.out, models=models, inputs=one_hot, ground_truth=truth,
+                               label=label, **kwargs)
     _check_out(args, output_files(["model"]))
     model = load_model(args.model, args.weights)
     if args.bed is not None:
-        one_hot, label = _read_bed_regions(args)
+        try:
+            one_hot, label = bed_sequences(args.bed, args.genome, args.width, args.n_examples)
+        except (OSError, ValueError) as err:
+            on_genome = os.fspath(args.genome) in str(err) or (
+                isinstance(err, OSError) and err.filename is not None
+                and os.fspath(err.filename) == os.fspath(args.genome))
+            option, path = ("--genome", args.genome) if on_genome else ("--bed", args.bed)
+            if isinstance(err, FileNotFoundError):
+                raise CLIError(f"{option}: no such file {os.fspath(path)!r}.") from None
+            raise CLIError(f"{option}: {err}") from err
     else:
         from captum_genomics.seq.io import one_hot_encode
 
@@ -427,52 +434,18 @@ def _run_compare(args) -> dict:
         label = f"{one_hot.shape[0]} sequences of {args.fasta.name}"
     truth = None
     if args.motifs is not None:
-        from captum_genomics.seq.motif_sites import motif_ground_truth, plant_motifs
         from captum_genomics.seq.motifs import load_motifs
 
         try:
             motifs = load_motifs(args.motifs)
+            one_hot, truth, more = motif_truth(
+                one_hot, motifs, plant=args.plant, min_relative_score=args.min_relative_score,
+                random_state=args.random_state, source=args.motifs.name)
         except (OSError, ValueError) as err:
             raise CLIError(f"--motifs: {err}") from err
-        try:
-            if args.plant:
-                one_hot, truth, _ = plant_motifs(one_hot, motifs, random_state=args.random_state)
-                label += f" with {len(motifs)} motif(s) of {args.motifs.name} planted"
-            else:
-                truth, sites = motif_ground_truth(one_hot, motifs,
-                                                  min_relative_score=args.min_relative_score)
-                label += (f", {len(sites)} match(es) of {args.motifs.name} (relative score >= "
-                          f"{args.min_relative_score:g}) as ground truth")
-        except ValueError as err:
-            raise CLIError(f"--motifs: {err}") from err
+        label += more
     return run_compare_job(args.out, models={"model": model}, inputs=one_hot,
                            ground_truth=truth, label=label, **kwargs)
-
-
-def _read_bed_regions(args):
-    """``--bed``/``--genome``/``--width`` as one-hot ``(N, 4, width)`` and a label."""
-    from captum_genomics.seq.genome import fetch_one_hot, open_genome, read_bed, resize_regions
-
-    try:
-        bed = read_bed(args.bed)
-    except FileNotFoundError:
-        raise CLIError(f"--bed: no such file {os.fspath(args.bed)!r}.") from None
-    except ValueError as err:
-        raise CLIError(f"--bed: {err}") from err
-    if args.n_examples is not None:
-        bed = bed.iloc[: args.n_examples]
-    try:
-        genome = open_genome(args.genome)
-    except FileNotFoundError:
-        raise CLIError(f"--genome: no such file {os.fspath(args.genome)!r}.") from None
-    except (ValueError, PermissionError) as err:
-        raise CLIError(f"--genome: {err}") from err
-    with genome:
-        one_hot, report = fetch_one_hot(genome, resize_regions(bed, args.width))
-    label = f"{len(bed)} regions of {args.bed.name} ({args.width} bp from {args.genome.name})"
-    if report["n_padded"]:
-        label += f"; {report['n_padded']} padded with N off a chromosome end"
-    return one_hot, label
 
 
 def _read_same_length_fasta(path: Path, n_examples: int | None):

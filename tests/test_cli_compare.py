@@ -151,6 +151,15 @@ def test_bed_regions_from_the_demo_genome(files, tmp_path, capsys):
                          str(bed), "--genome", str(demo_genome_path()), "--out",
                          str(tmp_path / "x")], capsys)
     assert code == 2 and "--bed, --genome and --width go together" in err
+    for extra, fragment in ((["--genome", str(tmp_path / "no.fa")], "--genome: no such file"),
+                            (["--bed", str(tmp_path / "no.bed")], "--bed: no such file")):
+        argv = ["compare", "--model", f"{files / 'models.py'}:build", "--bed", str(bed),
+                "--genome", str(demo_genome_path()), "--width", "40", "--out",
+                str(tmp_path / "y")]
+        k = argv.index(extra[0])
+        argv[k + 1] = extra[1]
+        code, _, err = _run(argv, capsys)
+        assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_default_planted_job_runs_both_shipped_models(tmp_path, capsys):

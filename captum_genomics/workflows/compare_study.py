@@ -30,7 +30,8 @@ import time
 import warnings
 from typing import Any
 
-__all__ = ["run_compare_job", "output_files", "PER_MODEL_FILES", "default_planted_study"]
+__all__ = ["run_compare_job", "output_files", "PER_MODEL_FILES", "default_planted_study",
+           "ctcf_study", "bed_sequences", "motif_truth"]
 
 PER_MODEL_FILES = ("comparison.csv", "summary.csv", "agreement.csv", "randomization.csv",
                    "speed_accuracy.png", "auroc.png", "agreement.png", "logos.png",
@@ -79,6 +80,115 @@ def default_planted_study(n_examples: int = 32, activations=("relu", "exponentia
     positives = (data.labels == 1).nonzero().flatten()[:n_examples]
     sub = data.subset(positives)
     return models, sub.one_hot, sub.ground_truth
+
+
+def ctcf_study(n_examples: int | None = None):
+    """The shipped CTCF CNN and its held-out peaks, the best JASPAR CTCF match as ground truth.
+
+    Parameters
+    ----------
+    n_examples : int or None
+        The first ``n_examples`` of the 50 held-out peaks. Default all.
+
+    Returns
+    -------
+    models : dict ``{"ctcf_cnn": CTCFNet}`` (eval mode)
+    inputs : Tensor ``(n, 4, 200)`` float32
+    ground_truth : GroundTruth
+        The best MA0139.2 match (15 bp) of each peak, over both strands.
+    label : str
+    """
+    from captum_genomics.seq.datasets import load_ctcf_motif, load_ctcf_peaks
+    from captum_genomics.seq.motif_sites import motif_ground_truth
+    from captum_genomics.zoo.ctcf import ctcf_split, load_ctcf_model
+
+    test = ctcf_split()["test"][:n_examples]
+    one_hot = load_ctcf_peaks().one_hot[test]
+    truth, _ = motif_ground_truth(one_hot, load_ctcf_motif(), best_only=True)
+    label = f"{len(test)} held-out GM12878 CTCF peaks (best JASPAR MA0139.2 match as ground truth)"
+    return {"ctcf_cnn": load_ctcf_model()}, one_hot, truth, label
+
+
+def bed_sequences(bed: str | os.PathLike, genome: str | os.PathLike, width: int,
+                  n_examples: int | None = None):
+    """The regions of a BED file, centred and resized, as one-hot sequences.
+
+    Parameters
+    ----------
+    bed, genome : path
+        As :func:`captum_genomics.seq.genome.read_bed` and
+        :func:`~captum_genomics.seq.genome.open_genome` take them.
+    width : int
+        Every region is resized to this around its midpoint.
+    n_examples : int or None
+        The first ``n_examples`` regions. Default all.
+
+    Returns
+    -------
+    one_hot : Tensor ``(n, 4, width)`` float32 (N-padded off chromosome ends)
+    label : str
+        Says how many regions, from where, and how many were padded.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError, PermissionError
+        From reading the BED or opening the genome (messages name the file and line).
+    """
+    from pathlib import Path
+
+    from captum_genomics.seq.genome import fetch_one_hot, open_genome, read_bed, resize_regions
+
+    regions = read_bed(bed)
+    if n_examples is not None:
+        regions = regions.iloc[:n_examples]
+    with open_genome(genome) as opened:
+        one_hot, report = fetch_one_hot(opened, resize_regions(regions, width))
+    label = f"{len(regions)} regions of {Path(bed).name} ({width} bp from {Path(genome).name})"
+    if report["n_padded"]:
+        label += f"; {report['n_padded']} padded with N off a chromosome end"
+    return one_hot, label
+
+
+def motif_truth(one_hot, motifs, *, plant: bool = False, min_relative_score: float = 0.8,
+                random_state: int = 0, source: str = "the motif file"):
+    """Ground truth for your sequences from motifs: their matches, or planted instances.
+
+    Parameters
+    ----------
+    one_hot : Tensor ``(N, 4, L)``
+    motifs : list of Motif
+    plant : bool
+        Plant one sampled instance of every motif per sequence
+        (:func:`~captum_genomics.seq.motif_sites.plant_motifs`) instead of
+        scoring the matches (:func:`~captum_genomics.seq.motif_sites.motif_ground_truth`).
+        Default False.
+    min_relative_score : float
+        A match's least relative PWM score. Default 0.8.
+    random_state : int
+        Seeds the planting. Default 0.
+    source : str
+        Names the motifs in the label.
+
+    Returns
+    -------
+    one_hot : Tensor ``(N, 4, L)`` (a planted copy with ``plant=True``)
+    ground_truth : GroundTruth
+    label : str
+        What the ground truth is, to append to the sequences' label.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As the two functions above (e.g. motifs longer than the sequences).
+    """
+    from captum_genomics.seq.motif_sites import motif_ground_truth, plant_motifs
+
+    if plant:
+        one_hot, truth, _ = plant_motifs(one_hot, motifs, random_state=random_state)
+        return one_hot, truth, f" with {len(motifs)} motif(s) of {source} planted"
+    truth, sites = motif_ground_truth(one_hot, motifs, min_relative_score=min_relative_score)
+    return one_hot, truth, (f", {len(sites)} match(es) of {source} (relative score >= "
+                            f"{min_relative_score:g}) as ground truth")
 
 
 def _check_models(models: Any) -> dict:
