@@ -23,7 +23,13 @@ from torch import Tensor
 from captum_genomics._utils.checks import check_one_hot, check_random_state, check_tensor
 from captum_genomics.seq.io import ALPHABET
 from captum_genomics.seq.motifs import Motif, scan
-from captum_genomics.seq.planted import SITE_COLUMNS, GroundTruth
+from captum_genomics.seq.planted import (
+    SITE_COLUMNS,
+    GroundTruth,
+    _probabilities,
+    non_overlapping_starts,
+    sample_instance,
+)
 
 __all__ = ["motif_ground_truth", "plant_motifs"]
 
@@ -46,8 +52,7 @@ def _check_inputs(one_hot, motifs, name="one_hot") -> tuple[Tensor, list[Motif]]
 
 
 def _centred(motif: Motif) -> np.ndarray:
-    counts = motif.counts
-    return counts / counts.sum(0, keepdims=True) - 0.25
+    return _probabilities(motif) - 0.25
 
 
 def motif_ground_truth(
@@ -180,7 +185,7 @@ def plant_motifs(
     if widths.sum() > length:
         raise ValueError(f"`motifs` are {int(widths.sum())} bp together, longer than the "
                          f"sequences ({length} bp): plant fewer motifs.")
-    probs = [m.counts / m.counts.sum(0, keepdims=True) for m in motifs]
+    probs = [_probabilities(m) for m in motifs]
     rng = np.random.default_rng(seed)
     planted = one_hot.detach().clone()
     mask = torch.zeros(n, length, dtype=torch.bool)
@@ -189,17 +194,9 @@ def plant_motifs(
     k = len(motifs)
     for i in range(n):
         order = rng.permutation(k)
-        w = widths[order]
-        slack = length - int(w.sum())
-        slots = np.sort(rng.choice(slack + k, size=k, replace=False))
-        starts = slots - np.arange(k) + np.concatenate([[0], np.cumsum(w)[:-1]])
+        starts = non_overlapping_starts(rng, widths[order], length)
         for j, start in zip(order, starts):
-            p = probs[j]
-            u = rng.random(p.shape[1])
-            bases = np.minimum((np.cumsum(p, axis=0) < u).sum(axis=0), 3)
-            reverse = bool(rng.random() < 0.5)
-            if reverse:
-                bases, p = 3 - bases[::-1], p[::-1, ::-1]
+            bases, p, reverse = sample_instance(rng, probs[j])
             start, end = int(start), int(start) + p.shape[1]
             planted[i, :, start:end] = 0
             planted[i, torch.from_numpy(bases.copy()), torch.arange(start, end)] = 1

@@ -202,6 +202,36 @@ def _probabilities(motif: Motif) -> np.ndarray:
     return motif.counts / totals
 
 
+def non_overlapping_starts(rng: np.random.Generator, widths: np.ndarray,
+                           length: int) -> np.ndarray:
+    """Uniformly random starts of motifs of ``widths`` (in that order) that do not overlap.
+
+    Stars and bars: ``k`` sorted gap ends among ``slack + k`` slots, one draw of
+    ``rng.choice``. ``widths.sum()`` must not exceed ``length``.
+    """
+    k = len(widths)
+    slack = length - int(widths.sum())
+    slots = np.sort(rng.choice(slack + k, size=k, replace=False))
+    return slots - np.arange(k) + np.concatenate([[0], np.cumsum(widths)[:-1]])
+
+
+def sample_instance(rng: np.random.Generator,
+                    probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """One motif instance sampled column by column, on a random strand.
+
+    Returns ``(bases (W,) int in 0..3, probabilities oriented to the strand
+    (4, W), reverse)``; the reverse strand is the reverse complement, the
+    matrix flipped along both axes in ACGT order. Draws ``rng.random(W)``
+    then ``rng.random()``.
+    """
+    u = rng.random(probabilities.shape[1])
+    bases = np.minimum((np.cumsum(probabilities, axis=0) < u).sum(axis=0), 3)
+    reverse = bool(rng.random() < 0.5)
+    if reverse:
+        return 3 - bases[::-1], probabilities[::-1, ::-1], True
+    return bases, probabilities, False
+
+
 def _check_pool(pool, name: str) -> list[Motif]:
     if isinstance(pool, Motif) or not isinstance(pool, Sequence) or len(pool) == 0:
         raise TypeError(f"`{name}` must be a non-empty list of Motif, got {pool!r:.60}.")
@@ -316,19 +346,10 @@ def make_planted_dataset(
         k = int(rng.integers(low, high + 1))
         chosen = rng.integers(0, len(pool), size=k)
         widths = np.array([pool[j].width for j in chosen])
-        slack = length - int(widths.sum())
-        # stars and bars: k sorted gap ends among slack + k slots give uniform placements
-        slots = np.sort(rng.choice(slack + k, size=k, replace=False))
-        starts = slots - np.arange(k) + np.concatenate([[0], np.cumsum(widths)[:-1]])
+        starts = non_overlapping_starts(rng, widths, length)
         for j, start in zip(chosen, starts):
-            p = pool_probs[j]
-            width = p.shape[1]
-            u = rng.random(width)
-            bases = np.minimum((np.cumsum(p, axis=0) < u).sum(axis=0), 3)
-            reverse = bool(rng.random() < 0.5)
-            if reverse:
-                bases, p = 3 - bases[::-1], p[::-1, ::-1]
-            start, end = int(start), int(start) + width
+            bases, p, reverse = sample_instance(rng, pool_probs[j])
+            start, end = int(start), int(start) + p.shape[1]
             tokens[i, start:end] = bases
             if is_core:
                 mask[i, start:end] = True
