@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from captum_genomics.seq.io import one_hot_encode
+from captum_genomics.seq.io import one_hot_encode, open_text
 
 __all__ = [
     "Genome",
@@ -115,16 +115,13 @@ def read_bed(path: str | os.PathLike) -> pd.DataFrame:
         raise FileNotFoundError(f"BED file {where} does not exist.")
     if path.is_dir():
         raise IsADirectoryError(f"BED file {where} is a directory; give a file.")
-    with open(path, "rb") as handle:
-        gzipped = handle.read(2) == b"\x1f\x8b"
-    opener = gzip.open if gzipped else open
     chroms: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
     names: list[str] = []
     lines: list[int] = []
     try:
-        with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as handle:
+        with open_text(path, encoding="utf-8", newline="") as handle:
             for lineno, raw in enumerate(handle, start=1):
                 line = raw.rstrip("\r\n")
                 if "\x00" in line or "\ufffd" in line:

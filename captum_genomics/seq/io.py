@@ -30,13 +30,16 @@ for _i, _base in enumerate(ALPHABET):
 _ROWS = np.concatenate([np.eye(4, dtype=np.uint8), np.zeros((1, 4), dtype=np.uint8)])
 
 
-def _open_text(path: str | os.PathLike):
-    """Open ``path`` for reading text, transparently un-gzipping it."""
+def open_text(path: str | os.PathLike, encoding: str = "ascii", newline: str | None = None):
+    """Open ``path`` for reading text, un-gzipping it when its first bytes say gzip.
+
+    Undecodable bytes become U+FFFD (``errors="replace"``), so callers can
+    report binary content with a clear message.
+    """
     with open(path, "rb") as handle:
         magic = handle.read(2)
-    if magic == b"\x1f\x8b":
-        return gzip.open(path, "rt", encoding="ascii", errors="replace")
-    return open(path, "rt", encoding="ascii", errors="replace")
+    opener = gzip.open if magic == b"\x1f\x8b" else open
+    return opener(path, "rt", encoding=encoding, errors="replace", newline=newline)
 
 
 def read_fasta(path: str | os.PathLike) -> tuple[list[str], list[str]]:
@@ -73,7 +76,7 @@ def read_fasta(path: str | os.PathLike) -> tuple[list[str], list[str]]:
     chunks: list[list[str]] = []
     starts: list[int] = []
     try:
-        with _open_text(path) as handle:
+        with open_text(path) as handle:
             for lineno, line in enumerate(handle, start=1):
                 if "\x00" in line or "\ufffd" in line:
                     raise ValueError(
