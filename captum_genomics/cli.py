@@ -378,13 +378,12 @@ def _run_compare(args) -> dict:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         if not methods:
             raise CLIError("--methods: give at least one method name.")
-        from captum_genomics.comparison.registry import builtin_methods
+        from captum_genomics.comparison.registry import resolve_methods
 
-        known = builtin_methods()
-        unknown = [m for m in methods if m not in known]
-        if unknown:
-            raise CLIError(f"--methods: unknown method(s) {', '.join(unknown)}; known: "
-                           f"{', '.join(known)}.")
+        try:
+            resolve_methods(methods)  # checked before any work: names known, none twice
+        except ValueError as err:
+            raise CLIError(f"--methods: {err}") from err
     if args.plant and args.motifs is None:
         raise CLIError("--plant needs --motifs FILE (the motifs to plant).")
     if args.fasta is not None and args.bed is not None:
