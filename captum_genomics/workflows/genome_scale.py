@@ -213,7 +213,7 @@ def run_demo_genome_job(
     from captum_genomics._utils.files import write_bytes_atomic
     from captum_genomics.genome_scale import attribute_regions
     from captum_genomics.seq.datasets import demo_genome_path, demo_regions, load_ctcf_motif
-    from captum_genomics.seq.genome import fetch_one_hot, open_genome
+    from captum_genomics.seq.genome import open_genome
     from captum_genomics.seq.motif_sites import motif_ground_truth
     from captum_genomics.zoo.ctcf import load_ctcf_model
 
@@ -230,18 +230,18 @@ def run_demo_genome_job(
                                     n_references=n_references, random_state=random_state,
                                     batch_size=batch_size, chunk_size=chunk_size,
                                     show_progress=show_progress, overwrite=overwrite)
-        if not (summary["merged"] or summary["already_complete"]):
-            return summary  # another rank merges
-        one_hot, _ = fetch_one_hot(genome, regions)
+    if not (summary["merged"] or summary["already_complete"]):
+        return summary  # another rank merges
+    import h5py
+
+    with h5py.File(out / "attributions.h5", "r") as handle:  # the run's own sequences
+        one_hot = torch.from_numpy(handle["one_hot"][:])
+        contributions = handle["contributions"][:].sum(1)  # (n, width) position scores
     with torch.no_grad():
         logits = model(one_hot)[:, 0].numpy().astype(np.float64)
     _, sites = motif_ground_truth(one_hot, load_ctcf_motif(), best_only=True)
     sites = sites.set_index("example")
     table = pd.read_csv(out / "regions.tsv", sep="\t")
-    import h5py
-
-    with h5py.File(out / "attributions.h5", "r") as handle:
-        contributions = handle["contributions"][:].sum(1)  # (n, width) observed-base scores
     peak = contributions.argmax(1)
     frame = pd.DataFrame({
         "name": regions["name"].to_numpy(), "start": regions["start"].to_numpy(),
@@ -251,8 +251,7 @@ def run_demo_genome_job(
                              + sites["start"].reindex(range(len(regions))).to_numpy()),
         "ctcf_strand": sites["strand"].reindex(range(len(regions))).to_numpy(),
         "attribution_peak": regions["start"].to_numpy() + peak,
-        "max_abs_delta": table.filter(like="delta").abs().max(axis=1).to_numpy()
-        if any("delta" in c for c in table.columns) else np.nan,
+        "max_abs_delta": table["delta_max_abs"].to_numpy(),
     })
     frame["peak_near_match"] = ((frame["attribution_peak"] >= frame["ctcf_match_start"] - 10)
                                 & (frame["attribution_peak"] < frame["ctcf_match_start"] + 25))
