@@ -144,14 +144,26 @@ def _selected(model: Callable, x: Tensor, target: Any, example: Tensor,
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
 
-def _baseline_outputs(model, inputs, target, references, batch_size) -> dict[str, Tensor]:
+def _baseline_outputs(model, inputs, target, references, batch_size,
+                      needed: set[str]) -> dict[str, Tensor]:
+    """``f(x) - f(baseline)`` per example ``(N,)`` float64, for the baselines in ``needed``.
+
+    ``"shuffle"``: the mean of ``f`` over the references; ``"zero"``: ``f`` of
+    the all-zero input. ``f(x)`` always runs (one pass over the examples): it
+    checks ``target`` against the model's output with a clear error before any
+    method does; nothing runs for a baseline no method uses.
+    """
     n, k = references.shape[:2]
     idx = torch.arange(n)
     fx = _selected(model, inputs, target, idx, batch_size)
-    refs = references.reshape(n * k, *references.shape[2:]).to(inputs.dtype)
-    fr = _selected(model, refs, target, idx.repeat_interleave(k), batch_size).reshape(n, k)
-    f0 = _selected(model, torch.zeros_like(inputs), target, idx, batch_size)
-    return {"shuffle": fx - fr.mean(1), "zero": fx - f0}
+    out = {}
+    if "shuffle" in needed:
+        refs = references.reshape(n * k, *references.shape[2:]).to(inputs.dtype)
+        fr = _selected(model, refs, target, idx.repeat_interleave(k), batch_size).reshape(n, k)
+        out["shuffle"] = fx - fr.mean(1)
+    if "zero" in needed:
+        out["zero"] = fx - _selected(model, torch.zeros_like(inputs), target, idx, batch_size)
+    return out
 
 
 def _as_run(name: str, out: Any, shape: tuple[int, ...]) -> MethodRun:
@@ -327,7 +339,8 @@ def compare(
     rows: list[dict] = []
     notes: list[str] = []
     examples = np.arange(n)
-    differences = _baseline_outputs(model, inputs.detach(), target, references, batch_size)
+    differences = _baseline_outputs(model, inputs.detach(), target, references, batch_size,
+                                    {spec.baseline for spec in specs if spec.baseline})
 
     from tqdm.auto import tqdm
 
