@@ -136,7 +136,7 @@ def test_rules_and_callers_on_a_known_model(localized):
     by_op = {(r.op, r.caller): r for r in res.ops}
     assert by_op[("conv1d", "c1")].rule == "Conv1dInputGradient"
     assert by_op[("relu", "act")].rule == "Rescale"
-    assert by_op[("linear", "out")].rule is None
+    assert by_op[("linear", "out")].rule == "SharedLinear"
     assert res[0].rule is None and "no rule" in res[0].note
     _, _, _, res = localized["softmin_module"]
     assert res[0].module == "0.1" and res[0].rule is None

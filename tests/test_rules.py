@@ -220,7 +220,7 @@ def test_rescale_with_batch_shaped_constant_argument():
 
     x = torch.randn(2, 4, 9, dtype=D)
     refs = torch.randn(2, 3, 4, 9, dtype=D)
-    for strategy in ("examples", "pairs"):
+    for strategy in ("examples", "pairs", "batched"):
         _, delta = ShuffleDeepLiftShap(model, rules=rules).attribute(
             x, references=refs, strategy=strategy, return_convergence_delta=True)
         assert delta.abs().max() < 1e-12

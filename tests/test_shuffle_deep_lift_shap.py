@@ -264,7 +264,7 @@ def test_error_non_one_hot_to_shuffle(setup):
         ShuffleDeepLiftShap(model).attribute(x * 0.5, n_references=2, target=0)
 
 
-@pytest.mark.parametrize("strategy", ["examples", "pairs"])
+@pytest.mark.parametrize("strategy", ["examples", "pairs", "batched", "auto"])
 def test_strategies_agree_with_each_other(setup, strategy):
     model, x, refs = setup
     explainer = ShuffleDeepLiftShap(model)
@@ -283,16 +283,19 @@ def test_error_unknown_strategy(setup):
         ShuffleDeepLiftShap(model).attribute(x, references=refs, strategy="fast")
 
 
-def test_auto_strategy_picks_by_activation_size():
-    from captum_genomics.deeplift.engine import AUTO_EXAMPLES_MIN_NUMEL, DeepLiftPasses, detached_forward
+def test_auto_strategy_picks_batched_or_pairs():
+    from captum_genomics.deeplift.engine import DeepLiftPasses, detached_forward
 
     small = CNN().double().eval()
-    wide = nn.Sequential(nn.Conv1d(4, AUTO_EXAMPLES_MIN_NUMEL // 16, 1), nn.ReLU(),
-                         nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(
-                             AUTO_EXAMPLES_MIN_NUMEL // 16, 1)).double().eval()
-    for model, expected in ((small, False), (wide, True)):
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=False).double().eval()
+    proj = nn.Conv1d(4, 8, 1).double()
+
+    def sequence_first(t):  # (N, 4, L) -> (L, N, 8): activations with the examples on axis 1
+        return layer(proj(t).permute(2, 0, 1)).mean((0, 2))
+
+    sel = (lambda y: y.reshape(len(y), -1)[:, 0], lambda y: y.reshape(len(y), -1)[:, 0])
+    for model, expected in ((small, "batched"), (sequence_first, "pairs")):
         passes = DeepLiftPasses(detached_forward(model), default_rules(), strategy="auto")
-        x = random_one_hot(1, 20)
-        sel = (lambda y: y[:, 0], lambda y: y[:, 0])
-        passes.run((x,), (random_one_hot(2, 20).unsqueeze(0),), [sel])
-        assert (passes.last_activation_numel >= AUTO_EXAMPLES_MIN_NUMEL) == expected
+        x = random_one_hot(2, 20)
+        passes.run((x,), (random_one_hot(6, 20).reshape(2, 3, 4, 20),), [sel])
+        assert passes.last_strategy == expected

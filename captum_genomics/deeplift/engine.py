@@ -10,18 +10,23 @@ each (``B = n * R`` pairs) it runs
 1. a forward of the ``B`` references without an autograd graph, where every
    op that has a rule records what its rule needs (usually the reference
    activation);
-2. a forward of the ``n`` examples *once* with autograd (an example's own
-   activations are the same against each of its references), where every
-   such op is replaced by an autograd function that holds the rule's
-   multipliers for all ``R`` references; and
-3. ``R`` backward passes through that one graph per target, the ``k``-th using
-   the multipliers against reference ``k``.
+2. a forward of the examples with autograd, where every such op is replaced by
+   an autograd function that holds the rule's multipliers for all ``R``
+   references; an example's own activations are the same against each of its
+   references, so the expensive ops (convolutions, dense layers) and the rules'
+   arithmetic run on each example once; and
+3. the backward: with the default ``"batched"`` layout the input pass holds one
+   row per pair (the example repeated) and a single backward of ``B`` rows gives
+   every pair's multipliers as batched kernels; with ``"examples"`` the graph
+   holds ``n`` rows and is walked backward once per reference.
 
 The usual implementation (Captum, tangermeme) runs forward and backward over
-the concatenated ``[inputs; references]`` batch of ``2B`` rows and throws half
-of the backward away; this engine does a forward of ``B + n`` rows and a
-backward of ``B``. The model runs with detached parameters
-(``torch.func.functional_call``), so no parameter gradient is computed or kept.
+the concatenated ``[inputs; references]`` batch of ``2B`` rows, parameter
+gradients included, and throws half of the backward away; this engine does a
+forward of ``B`` rows without a graph, the expensive ops of ``n`` rows with one,
+and a backward of ``B`` rows that computes input gradients only. The model runs
+with detached parameters (``torch.func.functional_call``), so no parameter
+gradient is computed or kept.
 
 Ops are matched between the two passes by call order, so the model's
 sequence of operations must not depend on the data (it may depend on shapes).
@@ -66,16 +71,10 @@ from captum_genomics.deeplift.rules.ops import BILINEAR_OPS, COMPARISON_OPS, DIV
 from captum_genomics.deeplift.rules.registry import RuleRegistry, default_rules, op_name
 
 __all__ = ["DeepLiftPasses", "PassObserver", "deeplift_multipliers", "detached_forward",
-           "fused_attention_disabled", "AUTO_EXAMPLES_MIN_NUMEL", "AUTO_EXAMPLES_MAX_TARGETS"]
+           "fused_attention_disabled", "STRATEGIES"]
 
-#: ``strategy="auto"`` walks one graph per example block backward once per reference when
-#: the activations recorded per reference row hold at least this many elements (a
-#: BPNet-style model on 1 kb holds ~576k), and gives each pair its own row otherwise.
-AUTO_EXAMPLES_MIN_NUMEL = 1 << 17
-#: ... and when at most this many targets share the forward pass (with more, one
-#: backward per target over all pairs at once is faster: 8 targets on the BPNet-style
-#: benchmark took 3.6 s with "pairs" against 4.8 s with "examples").
-AUTO_EXAMPLES_MAX_TARGETS = 2
+#: The engine's strategies (see :class:`DeepLiftPasses`).
+STRATEGIES = ("auto", "batched", "examples", "pairs")
 
 
 def _any_requires_grad(obj: Any) -> bool:
@@ -304,17 +303,27 @@ class DeepLiftPasses:
         Raise :class:`UnsupportedOperationError` (instead of warning) on an
         op with no rule that acts nonlinearly on input-dependent tensors.
     strategy
-        ``"examples"`` (default): the ``n`` examples run forward once and the
-        graph is walked backward once per reference (least compute; best for
-        large models). ``"pairs"``: each example-reference pair gets its own
-        row in the input pass and one backward covers them all (fewest
-        backward calls; best for small models, where per-call overhead
-        dominates). ``"auto"`` picks ``"examples"`` when the activations
-        recorded per reference row hold at least ``AUTO_EXAMPLES_MIN_NUMEL``
-        elements and there are at most ``AUTO_EXAMPLES_MAX_TARGETS`` targets;
-        both depend only on the model, the input shape and the call, so the
-        choice (and the result) is the same on every call. Both give
-        the same multipliers up to floating-point rounding.
+        How the input pass lays out a block of ``n`` examples with ``R``
+        references each (all give the same multipliers up to floating-point
+        rounding, and each is batch invariant):
+
+        * ``"batched"``: every pair gets its own row, ``R`` repeats of each
+          example, so one backward covers all ``R * n`` pairs as batched kernels;
+          convolutions, dense layers and the rules' own arithmetic run on the
+          ``n`` distinct examples only and repeat their outputs (see
+          :class:`~captum_genomics.deeplift.rules.base.PairCursor`). Work: a
+          forward of the ``R * n`` references without a graph, a forward of the
+          ``n`` examples through the expensive ops, one backward of ``R * n``
+          rows computing input gradients only.
+        * ``"examples"`` (the default of the engine, for callers that step
+          through references): the ``n`` examples run forward once and the graph
+          is walked backward once per reference, at batch ``n``.
+        * ``"pairs"``: every pair gets its own row and nothing is shared (a
+          forward of ``R * n`` rows with a graph); the only layout for models
+          whose activations do not have the examples on their first axis.
+        * ``"auto"``: ``"batched"``, or ``"pairs"`` when a recorded activation
+          does not have the examples on its first axis (sequence-first layers).
+          The choice depends only on the model and the input shape.
     observer
         A :class:`PassObserver` called around every intercepted op of both
         passes, for diagnostics. Default None (no observer; the passes run
@@ -333,7 +342,9 @@ class DeepLiftPasses:
     ----------
     last_activation_numel : int
         Elements recorded per reference row in the last reference pass (a
-        size measure used to pick a strategy).
+        size measure).
+    last_strategy : str
+        The layout the last block ran with (``"auto"`` resolved).
     unsupported : dict[str, str]
         Op names without a rule that were met (and treated as linear), with
         their messages; the caller turns them into one warning each.
@@ -342,9 +353,10 @@ class DeepLiftPasses:
     def __init__(self, forward: Callable, registry: RuleRegistry, strict: bool = False,
                  strategy: str = "examples", observer: PassObserver | None = None,
                  decompositions: Mapping[str, Decomposition] = DEFAULT_DECOMPOSITIONS):
-        if strategy not in ("auto", "examples", "pairs"):
+        if strategy not in STRATEGIES:
             raise ValueError(
-                f"`strategy` must be 'auto', 'examples' or 'pairs', got {strategy!r}.")
+                f"`strategy` must be one of {', '.join(map(repr, STRATEGIES))}, got "
+                f"{strategy!r}.")
         self.forward = forward
         self.registry = registry
         self.strict = strict
@@ -353,6 +365,7 @@ class DeepLiftPasses:
         self.decompositions = decompositions
         self.unsupported: dict[str, str] = {}
         self.last_activation_numel = 0
+        self.last_strategy = ""
 
     def run(
         self,
@@ -411,29 +424,28 @@ class DeepLiftPasses:
         if r > 1 and not all(_example_axis_first(st, r * n) for _, st in record.records):
             # an activation with the examples on another axis (a sequence-first layer's
             # (T, N, E)): only equal-shaped passes ("pairs") align it with the references
-            if strategy == "examples":
+            if strategy in ("examples", "batched"):
                 raise ValueError(
-                    "strategy='examples' needs every activation with a rule to have the "
+                    f"strategy={strategy!r} needs every activation with a rule to have the "
                     "examples on its first axis, but this model has some on another axis "
                     "(e.g. nn.TransformerEncoderLayer(batch_first=False) sees (T, N, E)). "
                     "Use strategy='auto' or 'pairs'."
                 )
             strategy = "pairs"
         if strategy == "auto":
-            # "examples" saves forward work but walks the graph once per reference per
-            # target at small batch, which only pays off for large models and few targets
-            big = self.last_activation_numel >= AUTO_EXAMPLES_MIN_NUMEL
-            strategy = "examples" if big and len(selectors) <= AUTO_EXAMPLES_MAX_TARGETS \
-                else "pairs"
-        per_pair = strategy == "pairs" and r > 1
-        if per_pair:
+            strategy = "batched"
+        if strategy == "examples" or r == 1:
+            xs = tuple(x.detach().requires_grad_(True) for x in inputs)
+            pairs, args, select = PairCursor(n, r), input_args, [s for s, _ in selectors]
+        else:
             # every pair gets its own row: inputs repeated reference-major, one backward
             xs = tuple(x.unsqueeze(0).expand(r, *x.shape).reshape(r * n, *x.shape[1:])
                        .detach().requires_grad_(True) for x in inputs)
-            pairs, args, select = PairCursor(r * n, 1), reference_args, [s for _, s in selectors]
-        else:
-            xs = tuple(x.detach().requires_grad_(True) for x in inputs)
-            pairs, args, select = PairCursor(n, r), input_args, [s for s, _ in selectors]
+            pairs = PairCursor(n, r, batched=True) if strategy == "batched" \
+                else PairCursor(r * n, 1)
+            args, select = reference_args, [s for _, s in selectors]
+        per_pair = strategy != "examples" and r > 1
+        self.last_strategy = strategy
         apply = _ApplyMode(self.registry, record.records, self.strict, self.unsupported, pairs,
                            self.observer, self.decompositions)
         with torch.enable_grad():
@@ -448,7 +460,7 @@ class DeepLiftPasses:
             selected = [sel(out_x) for sel in select]
         del out_x
         multipliers, outputs = [], []
-        n_backward = pairs.n_references
+        n_backward = 1 if per_pair else pairs.n_references
         for t, y in enumerate(selected):
             per_k: list[tuple[Tensor, ...]] = []
             for k in range(n_backward):

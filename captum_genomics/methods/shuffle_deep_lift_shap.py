@@ -195,7 +195,7 @@ class ShuffleDeepLiftShap(GradientAttribution):
         targets: Sequence[Any] | None = None,
         rules: RuleRegistry | None = None,
         strict: bool | None = None,
-        strategy: Literal["auto", "examples", "pairs"] = "auto",
+        strategy: Literal["auto", "batched", "examples", "pairs"] = "auto",
         dtype: torch.dtype | None = None,
     ):
         r"""Attribute the selected output to the inputs.
@@ -259,13 +259,16 @@ class ShuffleDeepLiftShap(GradientAttribution):
             hence the separate argument.)
         rules, strict
             Override the instance's rule registry / strictness for this call.
-        strategy : {"auto", "examples", "pairs"}
+        strategy : {"auto", "batched", "examples", "pairs"}
             How a batch is computed (see
-            :class:`~captum_genomics.deeplift.engine.DeepLiftPasses`): ``"examples"``
-            runs each example forward once and backward once per reference,
-            ``"pairs"`` gives every pair its own row and one backward.
-            ``"auto"`` (default) picks by the model's activation size, which
-            depends only on the model and the input shape.
+            :class:`~captum_genomics.deeplift.engine.DeepLiftPasses`):
+            ``"batched"`` runs the expensive ops once per example and one
+            backward over all of the batch's example-reference pairs;
+            ``"examples"`` runs each example forward once and backward once per
+            reference; ``"pairs"`` gives every pair its own row and one backward.
+            ``"auto"`` (default) picks ``"batched"``, or ``"pairs"`` for models
+            with activations that are not batch-first; the choice depends only
+            on the model and the input shape. All agree up to rounding.
 
         dtype : torch.dtype or None
             Run both passes under ``torch.autocast`` with this dtype

@@ -75,7 +75,7 @@ def _private_cache_dir() -> str | None:
 _UNCACHED_WARNED = False
 
 
-def _kernel(fn):
+def _kernel(fn=None, **options):
     """``numba.njit(cache=True, nogil=True)``, never failing for want of a cache.
 
     numba caches next to the source file or, when the package is read-only,
@@ -84,10 +84,13 @@ def _kernel(fn):
     cache goes to :func:`_private_cache_dir`, and failing that the kernels
     compile in every process, with one warning that says how to fix it.
     ``NUMBA_CACHE_DIR``, when set, is numba's first choice and left alone.
+    ``options`` go to ``njit`` as well (``@_kernel(error_model="numpy")``).
     """
     global _UNCACHED_WARNED
+    if fn is None:
+        return lambda f: _kernel(f, **options)
     try:
-        return njit(cache=True, nogil=True)(fn)
+        return njit(cache=True, nogil=True, **options)(fn)
     except RuntimeError:  # "cannot cache function ...: no locator available"
         pass
     fallback = _private_cache_dir()
@@ -95,7 +98,7 @@ def _kernel(fn):
         saved = numba.config.CACHE_DIR
         numba.config.CACHE_DIR = fallback  # read once, when the locator is chosen
         try:
-            return njit(cache=True, nogil=True)(fn)
+            return njit(cache=True, nogil=True, **options)(fn)
         except RuntimeError:
             pass
         finally:
@@ -110,7 +113,7 @@ def _kernel(fn):
             RuntimeWarning,
             stacklevel=2,
         )
-    return njit(nogil=True)(fn)
+    return njit(nogil=True, **options)(fn)
 
 # splitmix64 constants
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)

@@ -90,12 +90,12 @@ def _strategies() -> tuple[dict, ...]:
 
     if "strategy" not in inspect.signature(ShuffleDeepLiftShap.attribute).parameters:
         return ({},)
-    return ({"strategy": "examples"}, {"strategy": "pairs"})
+    return ({"strategy": "batched"}, {"strategy": "examples"}, {"strategy": "pairs"})
 
 
 #: The engine strategies of ``ShuffleDeepLiftShap.attribute`` as keyword
-#: arguments (``"auto"`` picks one of them by activation size, so the suite
-#: runs both explicitly: the small models here would only ever get ``"pairs"``).
+#: arguments (``"auto"`` picks ``"batched"``, or ``"pairs"`` for a model with
+#: activations that are not batch-first, so the suite runs each explicitly).
 STRATEGIES: tuple[dict, ...] = _strategies()
 
 

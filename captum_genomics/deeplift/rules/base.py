@@ -29,6 +29,7 @@ import contextlib
 import contextvars
 from typing import Any, Callable, Iterator
 
+import torch
 from torch import Tensor
 
 __all__ = [
@@ -50,22 +51,47 @@ class UnsupportedOperationWarning(UserWarning):
 
 
 class PairCursor:
-    """Which reference the current backward pass is for.
+    """How the input pass's rows map to example-reference pairs, and which pair a backward is for.
+
+    The engine runs the input pass in one of three layouts (its ``strategy``):
+
+    * ``"examples"``: ``n`` rows, one per example; the graph is walked backward
+      once per reference, and ``k`` says which;
+    * ``"pairs"``: ``R * n`` rows, one per pair, built as such (``n_references``
+      is 1 here: every row is its own "example");
+    * ``"batched"`` (``batched=True``): ``R * n`` rows, one per pair, reference-major,
+      where rows ``k * n + e`` repeat example ``e`` for every ``k``. A rule computes
+      its forward on the ``n`` distinct rows only (:meth:`examples`), repeats the
+      result (:meth:`tile`), and one backward covers every pair at once
+      (:meth:`select` hands it the multipliers of all references).
+
+    Rules are written once for all three: forward on ``examples(x)`` against
+    ``split(reference)`` (``(R, n, ...)``), output ``tile(y)``, backward with
+    ``select(m)`` of every ``(R, n, ...)`` multiplier.
 
     Attributes
     ----------
     n_examples : int
-        ``n``, the examples in the input pass.
+        ``n``, the distinct examples in the input pass.
     n_references : int
         ``R``, the references per example in this batch.
     k : int
-        The reference whose multipliers the running backward computes.
+        The reference whose multipliers the running backward computes
+        (``"examples"`` layout only).
+    batched : bool
+        Whether the input pass holds every pair as its own, repeated row.
     """
 
-    def __init__(self, n_examples: int, n_references: int):
+    def __init__(self, n_examples: int, n_references: int, batched: bool = False):
         self.n_examples = int(n_examples)
         self.n_references = int(n_references)
         self.k = 0
+        self.batched = bool(batched) and self.n_references > 1
+
+    @property
+    def n_rows(self) -> int:
+        """Rows of the input pass: ``R * n`` when batched, else ``n``."""
+        return self.n_examples * (self.n_references if self.batched else 1)
 
     def split(self, t: Tensor) -> Tensor:
         """View a reference-pass tensor ``(R * n, ...)`` as ``(R, n, ...)``.
@@ -77,6 +103,63 @@ class PairCursor:
         if self.n_references == 1:
             return t.unsqueeze(0)
         return t.reshape(self.n_references, self.n_examples, *t.shape[1:])
+
+    def examples(self, x: Tensor) -> Tensor:
+        """The ``n`` distinct example rows ``x[:n]`` of an input-pass tensor (batched layout);
+        ``x`` itself in the others."""
+        return x[:self.n_examples] if self.batched else x
+
+    def tile(self, y: Tensor) -> Tensor:
+        """Repeat ``y`` ``(n, ...)`` to ``(R * n, ...)`` reference-major (batched layout);
+        ``y`` itself in the others."""
+        if not self.batched:
+            return y
+        return y.repeat(self.n_references, *([1] * (y.ndim - 1)))
+
+    def select(self, m: Tensor) -> Tensor:
+        """The multipliers ``m`` ``(R, n, ...)`` the running backward needs: all of them as
+        ``(R * n, ...)`` (batched layout), else those of reference ``k``, ``m[k]``.
+
+        A tensor with a leading axis of size 1 (shared by every reference) is
+        repeated in the batched layout.
+        """
+        if not self.batched:
+            return m[self.k] if m.shape[0] > 1 else m[0]
+        if m.shape[0] == 1:
+            m = m.expand(self.n_references, *m.shape[1:])
+        return m.reshape(self.n_references * m.shape[1], *m.shape[2:])
+
+    def dedupable(self, x: Any) -> bool:
+        """True in the batched layout when ``x`` holds the ``R * n`` pair rows on axis 0, so
+        that ``examples(x)`` is its distinct rows.
+
+        Besides the shape, rows ``n..2n-1`` are compared with rows ``0..n-1``
+        (``1/R`` of the tensor; equal up to rounding): a tensor whose first axis
+        only happens to have ``R * n`` entries (a sequence axis) is left whole.
+        """
+        if not (self.batched and isinstance(x, Tensor) and x.ndim > 0
+                and x.shape[0] == self.n_examples * self.n_references):
+            return False
+        n = self.n_examples
+        a, b = x[:n].detach(), x[n:2 * n].detach()
+        return bool(torch.equal(a, b)) or (a.is_floating_point() and bool(
+            torch.allclose(a, b, rtol=1e-5, atol=1e-6 * float(a.abs().max()) + 1e-30)))
+
+    def constant(self, value: Any, ndim: int) -> Any:
+        """A constant argument of an op whose input is ``examples(x)``: its example rows
+        when it is a tensor of ``ndim`` axes with the pair rows on axis 0 (a per-example
+        value repeated per reference), else ``value`` unchanged."""
+        if isinstance(value, Tensor) and value.ndim == ndim and self.dedupable(value):
+            return self.examples(value)
+        return value
+
+    def layout(self, x: Any) -> "PairCursor":
+        """The cursor for an op on input-pass tensor ``x``: this one, or, in the batched
+        layout when ``x`` does not hold the pair rows on axis 0 (see :meth:`dedupable`),
+        one that treats every row as its own pair (the ``"pairs"`` layout)."""
+        if not self.batched or self.dedupable(x):
+            return self
+        return PairCursor(self.n_rows, 1)
 
 
 def strip_inplace(kwargs: dict) -> dict:

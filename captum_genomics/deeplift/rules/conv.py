@@ -1,75 +1,211 @@
-"""A faster backward for stride-1 ``conv1d`` in the input pass (a linear op, not a DeepLIFT rule).
+"""Convolutions and dense layers in the input pass: linear ops, not DeepLIFT rules.
 
-The gradient of ``conv1d(x, W)`` with respect to ``x`` is itself a
-convolution: of the upstream gradient with the weights flipped along the
-kernel and with in/out channels swapped, padded by ``d(k-1) - p``. On CPU,
-oneDNN runs that forward convolution about 1.45x faster than
-``convolution_backward`` for dilated 64-channel layers (measured in
-``benchmarks/``), so the engine uses it where it applies: stride 1, one group,
-integer padding no larger than ``d(k-1)``, at least ``MIN_CHANNELS`` input
-channels (narrow first layers are faster through the default path). Anywhere
-else the op runs unchanged. The values agree with autograd's to rounding.
-Remove it with ``default_rules().without("conv1d")``.
+A linear op keeps its ordinary gradient under DeepLIFT, so these "rules" change
+only how the input pass computes it:
+
+* **Once per example** (the engine's ``"batched"`` strategy). There the input
+  pass holds every example-reference pair as its own row, ``R`` copies of each
+  example (see :class:`~captum_genomics.deeplift.rules.base.PairCursor`). The
+  convolution or dense layer runs on the ``n`` distinct rows only and its output
+  is repeated, so the input pass costs ``n`` rows of these ops, not ``R * n``;
+  the backward computes the input gradient of all ``R * n`` pair rows in one
+  batched call (``aten.convolution_backward`` with only the input gradient, or
+  ``grad @ W`` for ``linear``). Parameter gradients are never computed.
+* **Stride-1 ``conv1d``** (any layout): the gradient of ``conv1d(x, W)`` with respect
+  to ``x`` is itself a convolution, of the upstream gradient with the weights
+  flipped along the kernel and with in/out channels swapped, padded by
+  ``d(k-1) - p``. On CPU, oneDNN runs that forward convolution about 1.45x faster
+  than ``convolution_backward`` for dilated 64-channel layers, so it is used where
+  it applies: stride 1, one group, integer padding no larger than ``d(k-1)``, at
+  least ``MIN_CHANNELS`` input channels (narrow first layers are faster through
+  the default path).
+
+Anything else (an input-dependent weight, a padding mode this module does not
+translate) runs unchanged, with autograd's own backward. The values agree with
+autograd's to rounding. Remove these with
+``default_rules().without("conv1d", "conv2d", "conv3d", "linear")``.
 """
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from captum_genomics.deeplift.rules.base import Rule, requires_grad
 
-__all__ = ["Conv1dInputGradient"]
+__all__ = ["Conv1dInputGradient", "SharedLinear", "MIN_CHANNELS"]
 
-#: Narrower inputs keep autograd's backward (faster there).
+#: Narrower inputs keep autograd's backward for stride-1 conv1d (faster there).
 MIN_CHANNELS = 16
 
+_CONV_ARGS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+_LINEAR_ARGS = ("input", "weight", "bias")
 
-class _Conv1dFunction(torch.autograd.Function):
+
+class _SharedFunction(torch.autograd.Function):
+    """``tile(op(examples(x)))`` forward; ``vjp(grad)`` over every input row backward."""
+
     @staticmethod
-    def forward(ctx, x, weight, bias, padding, dilation):
-        k = weight.shape[-1]
-        ctx.back_padding = dilation * (k - 1) - padding
-        ctx.dilation = dilation
-        ctx.save_for_backward(weight.flip(-1).transpose(0, 1).contiguous())
-        return F.conv1d(x, weight, bias, 1, padding, dilation, 1)
+    def forward(ctx, x_rows, compute, vjp, pairs):
+        ctx.vjp, ctx.shape = vjp, x_rows.shape
+        return pairs.tile(compute(pairs.examples(x_rows)))
 
     @staticmethod
     def backward(ctx, grad):
-        (flipped,) = ctx.saved_tensors
-        grad_x = F.conv1d(grad, flipped, None, 1, ctx.back_padding, ctx.dilation, 1)
-        return grad_x, None, None, None, None
+        return ctx.vjp(grad, ctx.shape), None, None, None
 
 
-def _int(value):
-    if isinstance(value, (tuple, list)):
-        return int(value[0]) if len(value) == 1 else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+def _tuple(value: Any, d: int) -> tuple[int, ...] | None:
+    """``value`` as a ``d``-tuple of ints, or None when it is not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return (value,) * d
+    if isinstance(value, (tuple, list)) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value):
+        if len(value) == d:
+            return tuple(value)
+        if len(value) == 1:
+            return (value[0],) * d
+    return None
 
 
-class Conv1dInputGradient(Rule):
-    """Input-gradient of stride-1 ``conv1d`` computed as a flipped convolution (see module doc)."""
+def _padding(value: Any, kernel: tuple[int, ...], dilation: tuple[int, ...]):
+    """Symmetric integer padding per spatial axis (``"valid"``; ``"same"`` when even)."""
+    if value == "valid":
+        return (0,) * len(kernel)
+    if value == "same":
+        total = [d * (k - 1) for k, d in zip(kernel, dilation)]
+        return None if any(t % 2 for t in total) else tuple(t // 2 for t in total)
+    return _tuple(value, len(kernel))
 
-    name = "conv1d-input-gradient"
+
+def _conv_vjp(weight: Tensor, stride, padding, dilation, groups) -> Callable:
+    """Input gradient of a convolution for ``grad`` over any number of rows."""
+    d = weight.ndim - 2
+    flip = (d == 1 and groups == 1 and stride == (1,) and weight.shape[1] >= MIN_CHANNELS
+            and padding[0] <= dilation[0] * (weight.shape[-1] - 1))
+    if flip:
+        flipped = weight.flip(-1).transpose(0, 1).contiguous()
+        back = dilation[0] * (weight.shape[-1] - 1) - padding[0]
+
+        def vjp(grad, shape):
+            return F.conv1d(grad, flipped.to(grad.dtype), None, 1, back, dilation[0], 1)
+        return vjp
+
+    def vjp(grad, shape):
+        w = weight.to(grad.dtype)
+        dummy = grad.new_empty(1).expand(shape)
+        return torch.ops.aten.convolution_backward(
+            grad, dummy, w, None, list(stride), list(padding), list(dilation), False,
+            [0] * d, groups, [True, False, False])[0]
+    return vjp
+
+
+def _linear_vjp(weight: Tensor) -> Callable:
+    def vjp(grad, shape):
+        return torch.matmul(grad, weight.to(grad.dtype))
+    return vjp
+
+
+class SharedLinear(Rule):
+    """A convolution (``conv1d/2d/3d``) or ``linear`` computed once per example.
+
+    In the engine's batched layout its input rows repeat each example once per
+    reference; the op runs on the distinct rows and its input gradient covers
+    every pair row in one call (see the module docstring). In the other layouts,
+    and for calls it does not cover (an input-dependent weight or bias, string
+    padding other than ``"valid"`` or an even ``"same"``), the op runs unchanged.
+    """
+
+    name = "shared-linear"
 
     def record(self, args, kwargs, output):
         return None
 
-    def apply(self, func, args, kwargs, state, pairs):
-        names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+    def _bind(self, func, args, kwargs) -> dict:
+        names = _LINEAR_ARGS if getattr(func, "__name__", "") == "linear" else _CONV_ARGS
         bound = dict(zip(names, args))
         bound.update(kwargs)
-        x, weight = bound.get("input"), bound.get("weight")
-        stride, padding = _int(bound.get("stride", 1)), _int(bound.get("padding", 0))
-        dilation, groups = _int(bound.get("dilation", 1)), _int(bound.get("groups", 1))
-        bias = bound.get("bias")
-        usable = (
-            requires_grad(x) and not requires_grad(weight) and not requires_grad(bias)
-            and x.ndim == 3 and weight.ndim == 3 and x.shape[1] >= MIN_CHANNELS
-            and stride == 1 and groups == 1 and padding is not None and dilation is not None
-            and 0 <= padding <= dilation * (weight.shape[-1] - 1)
-        )
-        if not usable:
+        return bound
+
+    def apply(self, func, args, kwargs, state, pairs):
+        bound = self._bind(func, args, kwargs)
+        x, weight, bias = bound.get("input"), bound.get("weight"), bound.get("bias")
+        if not requires_grad(x) or requires_grad(weight) or requires_grad(bias) or \
+                not isinstance(weight, Tensor):
             return func(*args, **kwargs)
-        return _Conv1dFunction.apply(x, weight.detach(), None if bias is None else bias.detach(),
-                                     padding, dilation)
+        weight = weight.detach()
+        bias = None if bias is None else bias.detach()
+        vjp = self._vjp(func, bound, x, weight)
+        if vjp is None:
+            return func(*args, **kwargs)
+        if not (pairs.batched and pairs.dedupable(x)):
+            return self._unshared(func, args, kwargs, bound, x, weight, bias, vjp)
+        rest = {k: v for k, v in bound.items() if k not in ("input", "weight", "bias")}
+
+        def compute(t):
+            return func(t, weight, bias, **rest)
+
+        return _SharedFunction.apply(x, compute, vjp, pairs)
+
+    def _unshared(self, func, args, kwargs, bound, x, weight, bias, vjp):
+        """The op on every row, with autograd's own backward (see Conv1dInputGradient)."""
+        return func(*args, **kwargs)
+
+    def _vjp(self, func, bound, x, weight) -> Callable | None:
+        if getattr(func, "__name__", "") == "linear":
+            return _linear_vjp(weight) if weight.ndim == 2 else None
+        d = weight.ndim - 2
+        if d < 1 or x.ndim != d + 2:  # unbatched input: leave it to autograd
+            return None
+        kernel = tuple(weight.shape[2:])
+        stride = _tuple(bound.get("stride", 1), d)
+        dilation = _tuple(bound.get("dilation", 1), d)
+        groups = bound.get("groups", 1)
+        if stride is None or dilation is None or not isinstance(groups, int):
+            return None
+        padding = _padding(bound.get("padding", 0), kernel, dilation)
+        if padding is None:
+            return None
+        return _conv_vjp(weight, stride, padding, dilation, groups)
+
+
+class Conv1dInputGradient(SharedLinear):
+    """:class:`SharedLinear` for ``conv1d``, whose input gradient is a flipped
+    convolution where it applies (stride 1, one group, ``MIN_CHANNELS`` or more
+    input channels), in every layout (see the module docstring)."""
+
+    name = "conv1d-input-gradient"
+
+    def _unshared(self, func, args, kwargs, bound, x, weight, bias, vjp):
+        stride = _tuple(bound.get("stride", 1), 1)
+        groups = bound.get("groups", 1)
+        if stride != (1,) or groups != 1 or x.ndim != 3 or x.shape[1] < MIN_CHANNELS:
+            return func(*args, **kwargs)
+        rest = {k: v for k, v in bound.items() if k not in ("input", "weight", "bias")}
+
+        def compute(t):
+            return func(t, weight, bias, **rest)
+
+        return _SharedFunction.apply(x, compute, vjp, _WHOLE)
+
+
+class _Whole:
+    """The identity layout: every row computed (no repeated rows to share)."""
+
+    batched = False
+
+    @staticmethod
+    def examples(x):
+        return x
+
+    @staticmethod
+    def tile(y):
+        return y
+
+
+_WHOLE = _Whole()

@@ -18,8 +18,9 @@ __all__ = ["GLU"]
 
 class _GLUFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, r, dim, eps, compute, pairs):
-        # x: (n, ...); r: (R, n, ...)
+    def forward(ctx, x_rows, r, dim, eps, compute, pairs):
+        # x = pairs.examples(x_rows): (n, ...); r: (R, n, ...)
+        x = pairs.examples(x_rows)
         out = compute(x)
         a, b = x.chunk(2, dim)
         ar, br = r.chunk(2, dim + 1)
@@ -29,13 +30,12 @@ class _GLUFunction(torch.autograd.Function):
         ds_db = torch.where(small, s * (1 - s), (s - sr) / torch.where(small, torch.ones_like(db), db))
         ctx.dim, ctx.pairs = dim, pairs
         ctx.save_for_backward((s + sr) / 2, (a + ar) / 2 * ds_db)
-        return out
+        return pairs.tile(out)
 
     @staticmethod
     def backward(ctx, grad):
-        m_a, m_b = ctx.saved_tensors
-        k = ctx.pairs.k
-        return torch.cat([grad * m_a[k], grad * m_b[k]], ctx.dim), None, None, None, None, None
+        m_a, m_b = (ctx.pairs.select(m) for m in ctx.saved_tensors)
+        return torch.cat([grad * m_a, grad * m_b], ctx.dim), None, None, None, None, None
 
 
 class GLU(Rule):
@@ -65,4 +65,5 @@ class GLU(Rule):
         def compute(t):
             return func(t, *rest, **kwargs)
 
+        pairs = pairs.layout(x)
         return _GLUFunction.apply(x, pairs.split(state).to(x.dtype), dim, self.eps, compute, pairs)

@@ -53,8 +53,9 @@ def _coefficients(y, yr):
 
 class _MaxPoolFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, r, pool, pairs):
-        # x: (n, C, *spatial); r: (R * n, C, *spatial) reference-major
+    def forward(ctx, x_rows, r, pool, pairs):
+        # x = pairs.examples(x_rows): (n, C, *spatial); r: (R * n, C, *spatial) reference-major
+        x = pairs.examples(x_rows)
         y, ix = pool(x)
         yr, ir = pool(r)
         n, c = x.shape[0], x.shape[1]
@@ -62,20 +63,20 @@ class _MaxPoolFunction(torch.autograd.Function):
         yr, ir = yr.reshape(rr, *y.shape), ir.reshape(rr, n, c, -1)
         cx, cr = _coefficients(y, yr)
         dx = x - r.reshape(rr, *x.shape)
-        ctx.shapes = (x.shape, (n, c, -1))
+        ctx.shapes = (x_rows.shape, (x_rows.shape[0], c, -1))
         ctx.pairs = pairs
-        ctx.save_for_backward(ix.reshape(n, c, -1), ir, cx.reshape(rr, n, c, -1),
+        ctx.save_for_backward(ix.reshape(1, n, c, -1), ir, cx.reshape(rr, n, c, -1),
                               cr.reshape(rr, n, c, -1), dx.reshape(rr, n, c, -1))
+        ix = pairs.tile(ix)
         ctx.mark_non_differentiable(ix)
-        return y, ix
+        return pairs.tile(y), ix
 
     @staticmethod
     def backward(ctx, grad, _grad_ix):
-        ix, ir, cx, cr, dx = ctx.saved_tensors
         shape, flat = ctx.shapes
-        k = ctx.pairs.k
+        ix, ir, cx, cr, dx = (ctx.pairs.select(t) for t in ctx.saved_tensors)
         g = grad.reshape(flat)
-        return _route(g, ix, ir[k], cx[k], cr[k], dx[k]).reshape(shape), None, None, None
+        return _route(g, ix, ir, cx, cr, dx).reshape(shape), None, None, None
 
 
 _WITH_INDICES = {
@@ -120,29 +121,29 @@ class MaxPool(Rule):
         def pool(t):
             return base(t, *rest, **kw, return_indices=True)
 
-        y, ix = _MaxPoolFunction.apply(x, state.to(x.dtype), pool, pairs)
+        y, ix = _MaxPoolFunction.apply(x, state.to(x.dtype), pool, pairs.layout(x))
         return (y, ix) if want_indices else y
 
 
 class _MaxReduceFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, r, dim, keepdim, pairs):
-        # x: (n, ...); r: (R, n, ...)
+    def forward(ctx, x_rows, r, dim, keepdim, pairs):
+        # x = pairs.examples(x_rows): (n, ...); r: (R, n, ...)
+        x = pairs.examples(x_rows)
         y, ix = x.max(dim=dim, keepdim=True)
         yr, ir = r.max(dim=dim + 1, keepdim=True)
         cx, cr = _coefficients(y, yr)
         ctx.dim, ctx.keepdim, ctx.pairs = dim, keepdim, pairs
-        ctx.save_for_backward(ix, ir, cx, cr, x - r)
+        ctx.save_for_backward(ix.unsqueeze(0), ir, cx, cr, x - r)
         if not keepdim:
             y, ix = y.squeeze(dim), ix.squeeze(dim)
+        ix = pairs.tile(ix)
         ctx.mark_non_differentiable(ix)
-        return y, ix
+        return pairs.tile(y), ix
 
     @staticmethod
     def backward(ctx, grad, _grad_ix):
-        ix, ir, cx, cr, dx = ctx.saved_tensors
-        k = ctx.pairs.k
-        ir, cx, cr, dx = ir[k], cx[k], cr[k], dx[k]
+        ix, ir, cx, cr, dx = (ctx.pairs.select(t) for t in ctx.saved_tensors)
         g = grad if ctx.keepdim else grad.unsqueeze(ctx.dim)
         return _route(g, ix, ir, cx, cr, dx, ctx.dim), None, None, None, None
 
@@ -179,6 +180,7 @@ class MaxReduce(Rule):
                 f"integer `dim` only (global max pooling); got dim={dim!r}."
             )
         dim = dim % x.ndim
+        pairs = pairs.layout(x)
         y, ix = _MaxReduceFunction.apply(x, pairs.split(state).to(x.dtype), dim, bool(keepdim),
                                          pairs)
         if fname.strip("_") == "amax":

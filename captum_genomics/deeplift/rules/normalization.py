@@ -36,8 +36,10 @@ def _stats(x, dims, eps, center):
 
 class _NormFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, r, n_dims, weight, eps, center, compute, pairs):
-        # x: (n, ...); r: (R, n, ...); normalized over the trailing n_dims axes
+    def forward(ctx, x_rows, r, n_dims, weight, eps, center, compute, pairs):
+        # x = pairs.examples(x_rows): (n, ...); r: (R, n, ...); normalized over the
+        # trailing n_dims axes
+        x = pairs.examples(x_rows)
         out = compute(x)
         dims = tuple(range(-n_dims, 0))
         a, v = _stats(x, dims, eps, center)
@@ -48,13 +50,12 @@ class _NormFunction(torch.autograd.Function):
         d = math.prod(x.shape[-n_dims:])
         ctx.dims, ctx.center, ctx.d, ctx.pairs = dims, center, d, pairs
         ctx.save_for_backward(s, vbar, rho, weight)
-        return out
+        return pairs.tile(out)
 
     @staticmethod
     def backward(ctx, grad):
         s, vbar, rho, weight = ctx.saved_tensors
-        k = ctx.pairs.k
-        s, vbar, rho = s[k], vbar[k], rho[k]
+        s, vbar, rho = (ctx.pairs.select(t) for t in (s, vbar, rho))
         g = grad if weight is None else grad * weight
         ga = vbar * g + rho * s / (2 * ctx.d) * (g * s).sum(ctx.dims, keepdim=True)
         if ctx.center:
@@ -98,6 +99,7 @@ class Normalization(Rule):
         def compute(t):
             return func(t, *rest, **kwargs)
 
+        pairs = pairs.layout(x)
         return _NormFunction.apply(x, pairs.split(state).to(x.dtype), n_dims, weight, float(eps),
                                    self.center, compute, pairs)
 

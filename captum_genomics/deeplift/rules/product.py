@@ -13,25 +13,24 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from captum_genomics.deeplift.rules.base import Rule, requires_grad
+from captum_genomics.deeplift.rules.base import PairCursor, Rule, requires_grad
 
 __all__ = ["Product"]
 
 
 class _ProductFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, a, b, ar, br, fn, pairs):
-        # a, b: (n, ...); ar, br: (R, n, ...) midpoints per reference
-        out = fn(a, b)
+    def forward(ctx, a_rows, b_rows, ar, br, fn, pairs):
+        # a, b = pairs.examples(a_rows, b_rows): (n, ...); ar, br: (R, n, ...) references
+        a, b = pairs.examples(a_rows), pairs.examples(b_rows)
+        out = pairs.tile(fn(a, b))
         ctx.fn, ctx.pairs = fn, pairs
         ctx.save_for_backward((a + ar) / 2, (b + br) / 2)
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        am, bm = ctx.saved_tensors
-        k = ctx.pairs.k
-        am, bm = am[k], bm[k]
+        am, bm = (ctx.pairs.select(t) for t in ctx.saved_tensors)
         with torch.enable_grad():
             am_ = am.detach().requires_grad_(True)
             bm_ = bm.detach().requires_grad_(True)
@@ -61,5 +60,8 @@ class Product(Rule):
         def fn(u, v):
             return func(u, v, *args[2:], **kwargs)
 
+        pairs = pairs.layout(a)
+        if pairs.batched and not pairs.dedupable(b):
+            pairs = PairCursor(pairs.n_rows, 1)
         ar, br = pairs.split(ar).to(a.dtype), pairs.split(br).to(b.dtype)
         return _ProductFunction.apply(a, b, ar, br, fn, pairs)

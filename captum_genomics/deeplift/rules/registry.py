@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Callable, Iterable, Iterator, Mapping, Union
 
 from captum_genomics.deeplift.rules.base import Rule
-from captum_genomics.deeplift.rules.conv import Conv1dInputGradient
+from captum_genomics.deeplift.rules.conv import Conv1dInputGradient, SharedLinear
 from captum_genomics.deeplift.rules.glu import GLU
 from captum_genomics.deeplift.rules.maxpool import MaxPool, MaxReduce
 from captum_genomics.deeplift.rules.normalization import Normalization
@@ -166,6 +166,9 @@ def default_rules(eps: float = 1e-6) -> RuleRegistry:
     for name in ("mul", "matmul", "mm", "bmm"):
         rules[name] = product
     rules["conv1d"] = Conv1dInputGradient()
+    shared = SharedLinear()
+    for name in ("conv2d", "conv3d", "linear"):
+        rules[name] = shared
     return RuleRegistry(rules)
 
 

@@ -26,6 +26,12 @@ from captum_genomics.deeplift.rules.base import (
 __all__ = ["Rescale", "elementwise_derivative"]
 
 
+def _fused_available(x: Tensor, r: Tensor) -> bool:
+    """Whether the one-pass ReLU kernel applies (CPU float32/float64)."""
+    return (x.device.type == "cpu" and r.device.type == "cpu" and x.dtype == r.dtype
+            and x.dtype in (torch.float32, torch.float64))
+
+
 def elementwise_derivative(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     """Ordinary derivative of an elementwise ``fn`` at ``x``; same shape and dtype as ``x``."""
     with torch.enable_grad():
@@ -37,11 +43,18 @@ def elementwise_derivative(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
 
 class _RescaleFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, r, fn, fn_ref, eps, pairs):
-        # x: (n, ...) inputs; r: (R * n, ...) references, reference-major; ratio: (R, n, ...)
+    def forward(ctx, x_rows, r, fn, fn_ref, eps, pairs, fused):
+        # x_rows: the input pass's rows; x = pairs.examples(x_rows): (n, ...) inputs;
+        # r: (R * n, ...) references, reference-major; ratio: (R, n, ...)
         # fn_ref applies the op with the reference pass's own constant arguments, which
         # may be batch-shaped (R * n rows) where the input pass's have n rows
+        x = pairs.examples(x_rows)
         y = fn(x)
+        ctx.pairs = pairs
+        ctx.fused, ctx.eps = fused, eps
+        if fused:  # ReLU on CPU: the multipliers are computed in the backward's one pass
+            ctx.save_for_backward(x, pairs.split(r))
+            return pairs.tile(y)
         ratio = fn_ref(r)
         if ratio.data_ptr() == r.data_ptr():
             ratio = ratio.clone()
@@ -53,14 +66,21 @@ class _RescaleFunction(torch.autograd.Function):
         del dx
         if bool(small.any()):  # the derivative costs a forward and backward of fn on x
             torch.where(small, elementwise_derivative(fn, x).expand_as(ratio), ratio, out=ratio)
-        ctx.pairs = pairs
         ctx.save_for_backward(ratio)
-        return y
+        return pairs.tile(y)
 
     @staticmethod
     def backward(ctx, grad):
+        pairs = ctx.pairs
+        if ctx.fused:
+            from captum_genomics.deeplift._kernels import relu_backward
+
+            x, r = ctx.saved_tensors
+            if not pairs.batched and r.shape[0] > 1:
+                r = r[pairs.k:pairs.k + 1]
+            return relu_backward(grad, x, r, ctx.eps), None, None, None, None, None, None
         (ratio,) = ctx.saved_tensors
-        return grad * ratio[ctx.pairs.k], None, None, None, None, None
+        return grad * pairs.select(ratio), None, None, None, None, None, None
 
 
 class Rescale(Rule):
@@ -103,13 +123,23 @@ class Rescale(Rule):
         r, ref_rest, ref_kwargs = state
         ref_kwargs = strip_inplace(ref_kwargs)
 
+        pairs = pairs.layout(x)
+        if pairs.batched:  # constant arguments with the pair rows: those of the examples
+            rest = tuple(pairs.constant(a, x.ndim) for a in rest)
+            kwargs = {k: pairs.constant(v, x.ndim) for k, v in kwargs.items()}
+
         def fn(t):
             return func(t, *rest, **kwargs)
 
         def fn_ref(t):
             return func(t, *ref_rest, **ref_kwargs)
 
-        return _RescaleFunction.apply(x, r.to(x.dtype), fn, fn_ref, self.eps, pairs)
+        r = r.to(x.dtype)
+        fused = (getattr(func, "__name__", "").strip("_") == "relu" and not rest
+                 and not {k: v for k, v in kwargs.items() if k != "inplace"}
+                 and torch.is_autocast_enabled(x.device.type) is False
+                 and _fused_available(x, r))
+        return _RescaleFunction.apply(x, r, fn, fn_ref, self.eps, pairs, fused)
 
     def __repr__(self):
         return f"Rescale(eps={self.eps:g})"

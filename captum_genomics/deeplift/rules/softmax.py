@@ -33,9 +33,11 @@ def _secant(num, den, fallback, eps):
 
 class _SoftmaxFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, r, dim, log, eps, compute, pairs):
-        # x: (n, ...) seen as (1, n, ...); r: (R, n, ...); `dim` counts the leading R axis
-        out = compute(x)
+    def forward(ctx, x_rows, r, dim, log, eps, compute, pairs):
+        # x = pairs.examples(x_rows): (n, ...) seen as (1, n, ...); r: (R, n, ...); `dim`
+        # counts the leading R axis
+        x = pairs.examples(x_rows)
+        out = pairs.tile(compute(x))
         x = x.unsqueeze(0)
         c = torch.maximum(x.amax(dim, keepdim=True), r.amax(dim, keepdim=True))
         a, ar = torch.exp(x - c), torch.exp(r - c)
@@ -56,14 +58,14 @@ class _SoftmaxFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        k = ctx.pairs.k
+        select = ctx.pairs.select
         if ctx.log:
             (m_xl,) = ctx.saved_tensors
             g = grad
         else:
             m_xl, rho = ctx.saved_tensors
-            g = grad * rho[k]
-        return g - m_xl[k] * g.sum(ctx.dim, keepdim=True), None, None, None, None, None, None
+            g = grad * select(rho)
+        return g - select(m_xl) * g.sum(ctx.dim, keepdim=True), None, None, None, None, None, None
 
 
 class Softmax(Rule):
@@ -109,6 +111,7 @@ class Softmax(Rule):
         def compute(t):
             return func(t, *rest, **kwargs)
 
+        pairs = pairs.layout(xx)
         return _SoftmaxFunction.apply(xx, pairs.split(state).to(xx.dtype), dim + 1, self.log,
                                       self.eps, compute, pairs)
 
