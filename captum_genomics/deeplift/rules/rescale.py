@@ -73,7 +73,7 @@ class _RescaleFunction(torch.autograd.Function):
     def backward(ctx, grad):
         pairs = ctx.pairs
         if ctx.fused:
-            from captum_genomics.deeplift._kernels import relu_backward
+            from captum_genomics.deeplift.kernels.relu import relu_backward
 
             x, r = ctx.saved_tensors
             if not pairs.batched and r.shape[0] > 1:

@@ -1,4 +1,4 @@
-"""Fused CPU kernels for the hottest rule arithmetic (numba).
+"""The rescale rule for ReLU in one pass (numba).
 
 The rescale rule's multiplier for ReLU,
 ``where(|x - r| < eps, relu'(x), (relu(x) - relu(r)) / (x - r))``, takes eight
