@@ -1,12 +1,25 @@
-"""Side-by-side DeepLIFT/SHAP speed and memory: ours vs tangermeme vs Captum, one run.
+"""Side-by-side DeepLIFT/SHAP speed, agreement and memory: ours vs tangermeme vs Captum.
 
-BPNet-style model (``captum_genomics.zoo.bpnet.BPNetLike``), 1 kb inputs, 20
-references per example, 32 example-reference pairs per batch, CPU. Prints
-pairs/s and ratios, the 8-target comparison, and peak resident memory per
-pair for N = 8, 32, 64 (each in a fresh subprocess: the rise of the resident
-set's high-water mark, VmHWM, over the resident set after set-up; Linux only).
+Three model families (``_deeplift_setup.MODELS``: BPNet-style 1 kb, Basset-style
+600 bp, a transformer on 1 kb), 8 examples x 20 references, 32
+example-reference pairs per batch, CPU, float32. For each model, in one run:
 
-Usage: ``python benchmarks/deeplift_vs_peers.py [--rounds 5] [--json out.json]``
+- pairs/s of ``ShuffleDeepLiftShap`` (default ``strategy="auto"``, which picks
+  ``"batched"``; and ``strategy="examples"``, the layout that was the default for
+  large models before), tangermeme's ``deep_lift_shap``, Captum's ``DeepLift`` over
+  the same pairs (convolutional models only: it has no rules for attention), and
+  an ordinary forward and backward of the concatenated ``[inputs; references]``
+  (``plain_fwd_bwd``, for scale); medians of ``--rounds`` interleaved runs after a
+  warm-up, and the process CPU time of the same runs;
+- agreement with tangermeme in float64 on 2 examples (max |ours - tangermeme|
+  over max |tangermeme|; the goal is <= 1e-6);
+- 8 targets in one call vs 8 tangermeme calls (BPNet-style and Basset-style);
+- peak resident memory per pair for N = 8, 32, 64 (BPNet-style; each in a fresh
+  subprocess: the rise of VmHWM over the resident set after set-up; Linux only).
+
+Usage: ``python benchmarks/deeplift_vs_peers.py [--models bpnet,basset,transformer]
+[--rounds 3] [--skip-memory] [--json PATH]``; the default JSON is
+``benchmarks/results/deeplift_vs_peers_cpu<threads>.json``.
 """
 
 from __future__ import annotations
@@ -25,117 +38,167 @@ import torch  # noqa: E402
 
 from _deeplift_setup import (  # noqa: E402
     BATCH,
+    MODELS,
     captum_deeplift,
-    make,
+    make_case,
     ours,
     plain_forward_backward,
     tangermeme,
 )
+from _env import environment  # noqa: E402
 
-IMPLS = {"ours": ours, "tangermeme": tangermeme, "captum": captum_deeplift,
-         "plain_fwd_bwd": plain_forward_backward}
-
-
-def _time(fn, rounds):
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def speed(rounds: int, n: int = 8) -> dict:
-    model, x, refs = make(n)
-    pairs = n * refs.shape[1]
-    for fn in IMPLS.values():
-        fn(model, x, refs)  # warm-up
-    times = {name: [] for name in IMPLS}
-    for _ in range(rounds):  # interleave so that machine noise hits all alike
-        for name, fn in IMPLS.items():
-            times[name].append(_time(lambda: fn(model, x, refs), 1))
-    med = {name: statistics.median(t) for name, t in times.items()}
-    out = {"pairs": pairs, "seconds": med,
-           "pairs_per_s": {k: pairs / v for k, v in med.items()},
+def _timed(fn):
+    t0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def _calls(case) -> dict:
+    m, p, x, refs = case.model, case.peer_model, case.x, case.refs
+    calls = {"ours": lambda: ours(m, x, refs),
+             "ours_examples": lambda: ours(m, x, refs, strategy="examples"),
+             "tangermeme": lambda: tangermeme(p, x, refs)}
+    if case.name != "transformer":
+        calls["captum"] = lambda: captum_deeplift(m, x, refs)
+    calls["plain_fwd_bwd"] = lambda: plain_forward_backward(m, x, refs)
+    return calls
+
+
+def speed(case, rounds: int) -> dict:
+    calls = _calls(case)
+    pairs = case.refs.shape[0] * case.refs.shape[1]
+    for fn in calls.values():
+        fn()  # warm-up (oneDNN kernels, numba cache)
+    wall = {k: [] for k in calls}
+    cpu = {k: [] for k in calls}
+    for _ in range(rounds):  # interleaved, so that machine noise hits all alike
+        for name, fn in calls.items():
+            w, c = _timed(fn)
+            wall[name].append(w)
+            cpu[name].append(c)
+    med = {k: statistics.median(v) for k, v in wall.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    out = {"pairs": pairs, "rounds": rounds,
+           "seconds": {k: [round(t, 4) for t in v] for k, v in wall.items()},
+           "median_seconds": med, "pairs_per_s": {k: pairs / v for k, v in med.items()},
            "speedup_vs_tangermeme": med["tangermeme"] / med["ours"],
-           "speedup_vs_captum": med["captum"] / med["ours"],
+           "cpu_time_speedup_vs_tangermeme": med_cpu["tangermeme"] / med_cpu["ours"],
+           "ours_over_plain": med["ours"] / med["plain_fwd_bwd"],
            "tangermeme_over_plain": med["tangermeme"] / med["plain_fwd_bwd"],
-           "captum_over_plain": med["captum"] / med["plain_fwd_bwd"],
-           "ours_over_plain": med["ours"] / med["plain_fwd_bwd"]}
-    t_ours = statistics.median(
-        _time(lambda: ours(model, x, refs, targets=list(range(8))), 1) for _ in range(rounds))
-    t_tm = statistics.median(
-        _time(lambda: [tangermeme(model, x, refs, target=t) for t in range(8)], 1)
-        for _ in range(max(1, rounds // 2)))
-    out["eight_targets"] = {"ours_s": t_ours, "tangermeme_s": t_tm, "speedup": t_tm / t_ours}
+           "batched_speedup_vs_examples": med["ours_examples"] / med["ours"]}
+    if "captum" in med:
+        out["speedup_vs_captum"] = med["captum"] / med["ours"]
     return out
+
+
+def eight_targets(case, rounds: int) -> dict:
+    m, p, x, refs = case.model, case.peer_model, case.x, case.refs
+    ours(m, x, refs, targets=list(range(8)))
+    t_ours = statistics.median(_timed(lambda: ours(m, x, refs, targets=list(range(8))))[0]
+                               for _ in range(rounds))
+    t_tm = statistics.median(
+        _timed(lambda: [tangermeme(p, x, refs, target=t) for t in range(8)])[0]
+        for _ in range(max(1, rounds // 2)))
+    return {"ours_s": t_ours, "tangermeme_s": t_tm, "speedup": t_tm / t_ours}
+
+
+def agreement(case, n: int = 2) -> dict:
+    """max |ours - tangermeme| / max |tangermeme| in float64 on ``n`` examples."""
+    model, peer = case.model.double(), case.peer_model.double()
+    x, refs = case.x[:n].double(), case.refs[:n].double()
+    try:
+        a, delta = ours(model, x, refs, return_convergence_delta=True)
+        b = tangermeme(peer, x, refs)
+    finally:
+        case.model.float()
+        case.peer_model.float()
+    return {"float64_max_abs_diff_over_max_abs": float((a - b).abs().max() / b.abs().max()),
+            "ours_max_abs_delta": float(delta.abs().max())}
 
 
 _CHILD = """
 import sys, torch
 sys.path.insert(0, {here!r})
-from _deeplift_setup import make, IMPL
+from _deeplift_setup import make_case, ours, tangermeme, plain_forward_backward
 
 def status(key):
     with open("/proc/self/status") as fh:
         return next(int(line.split()[1]) for line in fh if line.startswith(key))
 
-model, x, refs = make({n})
+case = make_case({name!r}, {n})
+model = case.peer_model if {impl!r} == "tangermeme" else case.model
 with open("/proc/self/clear_refs", "w") as fh:  # reset the peak (VmHWM) to the current RSS
     fh.write("5")
 base = status("VmRSS:")
-IMPL(model, x, refs)
+{impl}(model, case.x, case.refs)
 print((status("VmHWM:") - base) / 1024)
 """
 
 
-def peak_memory_mb(impl: str, n: int) -> float:
-    here = os.path.dirname(os.path.abspath(__file__))
-    code = _CHILD.replace("IMPL", {"ours": "ours", "tangermeme": "tangermeme",
-                                   "captum": "captum_deeplift",
-                                   "plain_fwd_bwd": "plain_forward_backward"}[impl])
-    code = code.format(here=here, n=n)
+def peak_memory_mb(name: str, impl: str, n: int) -> float:
+    code = _CHILD.format(here=HERE, name=name, n=n, impl=impl)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(res.stdout.strip().splitlines()[-1])
 
 
-def memory(ns=(8, 32, 64)) -> dict:
-    table = {}
-    for impl in ("ours", "tangermeme", "plain_fwd_bwd"):
-        table[impl] = {n: peak_memory_mb(impl, n) for n in ns}
+def memory(name: str = "bpnet", ns=(8, 32, 64)) -> dict:
+    table = {impl: {n: peak_memory_mb(name, impl, n) for n in ns}
+             for impl in ("ours", "tangermeme", "plain_forward_backward")}
     per_pair = {impl: max(v.values()) / BATCH for impl, v in table.items()}
-    return {"peak_mb_over_baseline": table, "mb_per_pair_at_32": per_pair}
+    return {"model": name, "peak_mb_over_baseline": table, "mb_per_pair_at_32": per_pair}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-targets", action="store_true")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    result = {"speed": speed(args.rounds)}
-    s = result["speed"]
-    print(f"\n{s['pairs']} pairs, 1 kb, BPNet-like, batch {BATCH}")
-    for k, v in s["pairs_per_s"].items():
-        print(f"  {k:>14}: {v:8.1f} pairs/s  ({s['seconds'][k]:.3f} s)")
-    print(f"  ours vs tangermeme: {s['speedup_vs_tangermeme']:.2f}x faster")
-    print(f"  ours vs Captum DeepLift: {s['speedup_vs_captum']:.2f}x faster")
-    print(f"  time / plain fwd+bwd: ours {s['ours_over_plain']:.2f}, tangermeme "
-          f"{s['tangermeme_over_plain']:.2f}, Captum {s['captum_over_plain']:.2f}")
-    e = s["eight_targets"]
-    print(f"  8 targets: ours one call {e['ours_s']:.2f} s vs 8 tangermeme calls "
-          f"{e['tangermeme_s']:.2f} s -> {e['speedup']:.2f}x")
+    env = environment()
+    print(f"{env['cpu_model']}; torch {env['torch']}, {env['torch_threads']} threads")
+    result = {"what": __doc__.splitlines()[0], **env, "batch_pairs": BATCH, "models": {}}
+    for name in args.models.split(","):
+        case = make_case(name)
+        rec = {"description": case.description, "speed": speed(case, args.rounds),
+               "agreement": agreement(case)}
+        if not args.skip_targets and name != "transformer":
+            rec["eight_targets"] = eight_targets(case, args.rounds)
+        result["models"][name] = rec
+        s = rec["speed"]
+        print(f"\n{name}: {case.description}; {s['pairs']} pairs, batch {BATCH}")
+        for k, v in s["pairs_per_s"].items():
+            print(f"  {k:>14}: {v:8.1f} pairs/s  ({s['median_seconds'][k]:.3f} s)")
+        print(f"  ours vs tangermeme: {s['speedup_vs_tangermeme']:.2f}x (CPU time "
+              f"{s['cpu_time_speedup_vs_tangermeme']:.2f}x); batched vs examples "
+              f"{s['batched_speedup_vs_examples']:.2f}x; ours / plain fwd+bwd "
+              f"{s['ours_over_plain']:.2f}")
+        a = rec["agreement"]
+        print(f"  float64 agreement with tangermeme: {a['float64_max_abs_diff_over_max_abs']:.1e}"
+              f" (ours max |delta| {a['ours_max_abs_delta']:.1e})")
+        if "eight_targets" in rec:
+            e = rec["eight_targets"]
+            print(f"  8 targets: ours one call {e['ours_s']:.2f} s vs 8 tangermeme calls "
+                  f"{e['tangermeme_s']:.2f} s -> {e['speedup']:.2f}x")
     if not args.skip_memory:
         result["memory"] = memory()
-        print("\npeak memory over baseline (MB) by N, batch 32 pairs:")
+        print("\npeak memory over baseline (MB) by N, BPNet-style, batch 32 pairs:")
         for impl, row in result["memory"]["peak_mb_over_baseline"].items():
             cells = ", ".join(f"N={n}: {v:.0f}" for n, v in row.items())
-            print(f"  {impl:>14}: {cells}; "
+            print(f"  {impl:>22}: {cells}; "
                   f"{result['memory']['mb_per_pair_at_32'][impl]:.1f} MB/pair")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(result, fh, indent=2, default=str)
+    path = args.json or os.path.join(
+        HERE, "results", f"deeplift_vs_peers_cpu{env['torch_threads']}.json")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(result, fh, indent=1, default=str)
+    os.replace(tmp, path)
+    print(f"\nwrote {path}")
+    return result
 
 
 if __name__ == "__main__":

@@ -283,7 +283,7 @@ def test_error_unknown_strategy(setup):
         ShuffleDeepLiftShap(model).attribute(x, references=refs, strategy="fast")
 
 
-def test_auto_strategy_picks_batched_or_pairs():
+def test_auto_strategy_is_batched_and_handles_sequence_first_layers():
     from captum_genomics.deeplift.engine import DeepLiftPasses, detached_forward
 
     small = CNN().double().eval()
@@ -294,8 +294,14 @@ def test_auto_strategy_picks_batched_or_pairs():
         return layer(proj(t).permute(2, 0, 1)).mean((0, 2))
 
     sel = (lambda y: y.reshape(len(y), -1)[:, 0], lambda y: y.reshape(len(y), -1)[:, 0])
-    for model, expected in ((small, "batched"), (sequence_first, "pairs")):
+    x, refs = random_one_hot(2, 20), random_one_hot(6, 20).reshape(2, 3, 4, 20)
+    for model in (small, sequence_first):
         passes = DeepLiftPasses(detached_forward(model), default_rules(), strategy="auto")
-        x = random_one_hot(2, 20)
-        passes.run((x,), (random_one_hot(6, 20).reshape(2, 3, 4, 20),), [sel])
-        assert passes.last_strategy == expected
+        (m_auto,), _, _ = passes.run((x,), (refs,), [sel])
+        assert passes.last_strategy == "batched"
+        pairs = DeepLiftPasses(detached_forward(model), default_rules(), strategy="pairs")
+        (m_pairs,), _, _ = pairs.run((x,), (refs,), [sel])
+        assert torch.allclose(m_auto[0], m_pairs[0], rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="examples on its first axis"):
+        DeepLiftPasses(detached_forward(sequence_first), default_rules(),
+                       strategy="examples").run((x,), (refs,), [sel])

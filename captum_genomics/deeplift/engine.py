@@ -87,6 +87,13 @@ def _any_requires_grad(obj: Any) -> bool:
     return False
 
 
+_NOT_BATCH_FIRST = (
+    "strategy='examples' needs every activation with a rule to have the examples on its "
+    "first axis, but this model has some on another axis (e.g. "
+    "nn.TransformerEncoderLayer(batch_first=False) sees (T, N, E)). Use strategy='auto', "
+    "'batched' or 'pairs'.")
+
+
 def _example_axis_first(state: Any, rows: int) -> bool:
     """False if a recorded tensor holds the ``rows`` reference rows on an axis other than 0."""
     if isinstance(state, (tuple, list)):
@@ -215,6 +222,12 @@ class _ApplyMode(TorchFunctionMode):
                 "does not depend on the data."
             )
         state = self.records[self.position][1]
+        pairs = self.pairs
+        if pairs.n_references > 1 and not pairs.batched and args and isinstance(
+                args[0], Tensor) and args[0].ndim > 0 and args[0].shape[0] != pairs.n_examples:
+            # "examples" layout: n rows here against R * n recorded; another first axis
+            # (a sequence-first layer whose length happens to be R * n) cannot be aligned
+            raise ValueError(_NOT_BATCH_FIRST)
         self.records[self.position] = (name, None)  # free the reference activation early
         self.position += 1
         return rule.apply(func, args, kwargs, state, self.pairs)
@@ -319,11 +332,14 @@ class DeepLiftPasses:
           through references): the ``n`` examples run forward once and the graph
           is walked backward once per reference, at batch ``n``.
         * ``"pairs"``: every pair gets its own row and nothing is shared (a
-          forward of ``R * n`` rows with a graph); the only layout for models
-          whose activations do not have the examples on their first axis.
-        * ``"auto"``: ``"batched"``, or ``"pairs"`` when a recorded activation
-          does not have the examples on its first axis (sequence-first layers).
-          The choice depends only on the model and the input shape.
+          forward of ``R * n`` rows with a graph).
+        * ``"auto"``: ``"batched"``.
+
+        In the batched layout an op shares its work between the references of
+        an example only where its input holds the pair rows on axis 0 (checked
+        per call, :meth:`~captum_genomics.deeplift.rules.base.PairCursor.dedupable`);
+        elsewhere (a sequence-first layer's ``(T, N, E)``) it runs on every row,
+        as in ``"pairs"``. ``"examples"`` raises ``ValueError`` on such models.
     observer
         A :class:`PassObserver` called around every intercepted op of both
         passes, for diagnostics. Default None (no observer; the passes run
@@ -420,20 +436,10 @@ class DeepLiftPasses:
             _state_numel(s) for _, s in record.records) // max(r * n, 1)
         del out_r, flat
 
-        strategy = self.strategy
-        if r > 1 and not all(_example_axis_first(st, r * n) for _, st in record.records):
-            # an activation with the examples on another axis (a sequence-first layer's
-            # (T, N, E)): only equal-shaped passes ("pairs") align it with the references
-            if strategy in ("examples", "batched"):
-                raise ValueError(
-                    f"strategy={strategy!r} needs every activation with a rule to have the "
-                    "examples on its first axis, but this model has some on another axis "
-                    "(e.g. nn.TransformerEncoderLayer(batch_first=False) sees (T, N, E)). "
-                    "Use strategy='auto' or 'pairs'."
-                )
-            strategy = "pairs"
-        if strategy == "auto":
-            strategy = "batched"
+        strategy = "batched" if self.strategy == "auto" else self.strategy
+        if strategy == "examples" and r > 1 and not all(
+                _example_axis_first(st, r * n) for _, st in record.records):
+            raise ValueError(_NOT_BATCH_FIRST)
         if strategy == "examples" or r == 1:
             xs = tuple(x.detach().requires_grad_(True) for x in inputs)
             pairs, args, select = PairCursor(n, r), input_args, [s for s, _ in selectors]

@@ -266,9 +266,10 @@ class ShuffleDeepLiftShap(GradientAttribution):
             backward over all of the batch's example-reference pairs;
             ``"examples"`` runs each example forward once and backward once per
             reference; ``"pairs"`` gives every pair its own row and one backward.
-            ``"auto"`` (default) picks ``"batched"``, or ``"pairs"`` for models
-            with activations that are not batch-first; the choice depends only
-            on the model and the input shape. All agree up to rounding.
+            ``"auto"`` (default) is ``"batched"``, which falls back to one row
+            per pair op by op where an activation is not batch-first. All agree
+            up to rounding; ``"examples"`` raises ``ValueError`` on models with
+            sequence-first activations.
 
         dtype : torch.dtype or None
             Run both passes under ``torch.autocast`` with this dtype

@@ -18,25 +18,42 @@ from captum_genomics.deeplift.rules.base import PairCursor, Rule, requires_grad
 __all__ = ["Product"]
 
 
+def _direct_vjp(kind: str | None, am: Tensor, bm: Tensor, grad: Tensor):
+    """``(grad_a, grad_b)`` of ``kind(am, bm)`` written out, or None where broadcasting or
+    a 1-D operand would need autograd's general rules. ``kind``: ``"mul"``, ``"matmul"``,
+    ``"mm"``, ``"bmm"`` (no extra arguments), else None."""
+    if kind == "mul":
+        if am.shape == bm.shape == grad.shape:
+            return grad * bm, grad * am
+        return None
+    if kind in ("matmul", "mm", "bmm") and am.ndim >= 2 and bm.ndim >= 2 \
+            and am.shape[:-2] == bm.shape[:-2]:
+        return torch.matmul(grad, bm.transpose(-2, -1)), torch.matmul(am.transpose(-2, -1), grad)
+    return None
+
+
 class _ProductFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, a_rows, b_rows, ar, br, fn, pairs):
+    def forward(ctx, a_rows, b_rows, ar, br, fn, pairs, kind):
         # a, b = pairs.examples(a_rows, b_rows): (n, ...); ar, br: (R, n, ...) references
         a, b = pairs.examples(a_rows), pairs.examples(b_rows)
         out = pairs.tile(fn(a, b))
-        ctx.fn, ctx.pairs = fn, pairs
+        ctx.fn, ctx.pairs, ctx.kind = fn, pairs, kind
         ctx.save_for_backward((a + ar) / 2, (b + br) / 2)
         return out
 
     @staticmethod
     def backward(ctx, grad):
         am, bm = (ctx.pairs.select(t) for t in ctx.saved_tensors)
+        direct = _direct_vjp(ctx.kind, am, bm, grad)
+        if direct is not None:  # the product's derivatives at the midpoints, no recompute
+            return direct[0], direct[1], None, None, None, None, None
         with torch.enable_grad():
             am_ = am.detach().requires_grad_(True)
             bm_ = bm.detach().requires_grad_(True)
             y = ctx.fn(am_, bm_)
             ga, gb = torch.autograd.grad(y, (am_, bm_), grad)
-        return ga, gb, None, None, None, None
+        return ga, gb, None, None, None, None, None
 
 
 class Product(Rule):
@@ -64,4 +81,7 @@ class Product(Rule):
         if pairs.batched and not pairs.dedupable(b):
             pairs = PairCursor(pairs.n_rows, 1)
         ar, br = pairs.split(ar).to(a.dtype), pairs.split(br).to(b.dtype)
-        return _ProductFunction.apply(a, b, ar, br, fn, pairs)
+        name = getattr(func, "__name__", "").strip("_")
+        kind = name if name in ("mul", "matmul", "mm", "bmm") and len(args) == 2 \
+            and not kwargs else None
+        return _ProductFunction.apply(a, b, ar, br, fn, pairs, kind)
