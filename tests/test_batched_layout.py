@@ -170,3 +170,16 @@ def test_auto_is_batched_for_batch_first_models():
     sel = (lambda y: y[:, 0], lambda y: y[:, 0])
     passes.run((random_one_hot(2, 16),), (random_one_hot(6, 16).reshape(2, 3, 4, 16),), [sel])
     assert passes.last_strategy == "batched"
+
+
+def test_dedupable_with_masked_positions():
+    """-inf masks (attention) and NaN-free rows that differ in the last bit still count."""
+    pairs = PairCursor(2, 3, batched=True)
+    base = torch.tensor([[0.5, -float("inf")], [1.0, 2.0]])
+    assert pairs.dedupable(base.repeat(3, 1))
+    nudged = base.repeat(3, 1)
+    nudged[2, 0] = torch.nextafter(torch.tensor(0.5), torch.tensor(1.0))
+    assert pairs.dedupable(nudged)
+    other = base.repeat(3, 1)
+    other[3, 1] = 3.0
+    assert not pairs.dedupable(other)

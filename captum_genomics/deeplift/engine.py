@@ -103,6 +103,17 @@ def _example_axis_first(state: Any, rows: int) -> bool:
     return True
 
 
+def _misaligned(state: Any, args: tuple, pairs: PairCursor) -> bool:
+    """In the "examples" layout: a rule recorded ``R * n`` reference rows on axis 0 but its
+    input here does not have the ``n`` examples there (a sequence-first layer whose length
+    happens to be ``R * n``), so the two cannot be aligned."""
+    first = state[0] if isinstance(state, (tuple, list)) and state else state
+    x = args[0] if args else None
+    return (isinstance(first, Tensor) and first.ndim > 0 and isinstance(x, Tensor)
+            and x.ndim > 0 and first.shape[0] == pairs.n_examples * pairs.n_references
+            and x.shape[0] != pairs.n_examples)
+
+
 def _state_numel(state: Any) -> int:
     """Elements of the batch-shaped tensors a rule recorded (the first of a tuple)."""
     if isinstance(state, (tuple, list)) and state:
@@ -223,10 +234,7 @@ class _ApplyMode(TorchFunctionMode):
             )
         state = self.records[self.position][1]
         pairs = self.pairs
-        if pairs.n_references > 1 and not pairs.batched and args and isinstance(
-                args[0], Tensor) and args[0].ndim > 0 and args[0].shape[0] != pairs.n_examples:
-            # "examples" layout: n rows here against R * n recorded; another first axis
-            # (a sequence-first layer whose length happens to be R * n) cannot be aligned
+        if pairs.n_references > 1 and not pairs.batched and _misaligned(state, args, pairs):
             raise ValueError(_NOT_BATCH_FIRST)
         self.records[self.position] = (name, None)  # free the reference activation early
         self.position += 1

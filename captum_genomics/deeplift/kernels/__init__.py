@@ -10,4 +10,6 @@ float32/float64 tensors and keep their torch version for everything else
 package's thread pool (:func:`captum_genomics.references._draw.parallel`).
 
 - :mod:`.relu`: the rescale multipliers of ReLU, fused into the backward.
+- :mod:`.softmax`: the softmax / log-softmax rule's multipliers and backward, one pass per row.
+- :mod:`.maxpool`: the max-pool rule's backward (routing and division) in one pass.
 """

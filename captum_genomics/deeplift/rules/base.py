@@ -142,8 +142,12 @@ class PairCursor:
             return False
         n = self.n_examples
         a, b = x[:n].detach(), x[n:2 * n].detach()
-        return bool(torch.equal(a, b)) or (a.is_floating_point() and bool(
-            torch.allclose(a, b, rtol=1e-5, atol=1e-6 * float(a.abs().max()) + 1e-30)))
+        if bool(torch.equal(a, b)):
+            return True
+        if not a.is_floating_point():
+            return False
+        scale = float(a.abs().nan_to_num(0.0, 0.0, 0.0).max())  # -inf masks: finite scale
+        return bool(torch.allclose(a, b, rtol=1e-5, atol=1e-6 * scale + 1e-30, equal_nan=True))
 
     def constant(self, value: Any, ndim: int) -> Any:
         """A constant argument of an op whose input is ``examples(x)``: its example rows

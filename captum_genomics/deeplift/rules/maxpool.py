@@ -51,22 +51,42 @@ def _coefficients(y, yr):
     return top - yr, y - top
 
 
+def _fused_available(x: Tensor, r: Tensor) -> bool:
+    """Whether the one-pass backward kernel applies (CPU float32/float64, no autocast)."""
+    return (x.device.type == "cpu" and r.device.type == "cpu" and x.dtype == r.dtype
+            and x.dtype in (torch.float32, torch.float64)
+            and not torch.is_autocast_enabled(x.device.type))
+
+
 class _MaxPoolFunction(torch.autograd.Function):
+    """The pool on the examples with the rule's multipliers as its backward.
+
+    Shapes, flattened: ``x = pairs.examples(x_rows)`` ``(n, C, S)``; the reference
+    pass's input ``r`` and pool ``yr``, ``ir`` ``(R * n, C, S)``, ``(R * n, C, W)``
+    reference-major (``C`` every axis between the rows and the pooled axes, ``S``,
+    ``W`` the flat spatial positions of input and output). ``fused``: the backward
+    runs :func:`captum_genomics.deeplift.kernels.maxpool.maxpool_backward` (CPU
+    float32/float64); otherwise the torch ``_route``.
+    """
+
     @staticmethod
-    def forward(ctx, x_rows, r, pool, pairs):
-        # x = pairs.examples(x_rows): (n, C, *spatial); r: (R * n, C, *spatial) reference-major
+    def forward(ctx, x_rows, r, yr, ir, pool, spatial, pairs, fused):
         x = pairs.examples(x_rows)
         y, ix = pool(x)
-        yr, ir = pool(r)
-        n, c = x.shape[0], x.shape[1]
+        n = x.shape[0]
+        c = _channels(x, spatial)
         rr = pairs.n_references
-        yr, ir = yr.reshape(rr, *y.shape), ir.reshape(rr, n, c, -1)
-        cx, cr = _coefficients(y, yr)
-        dx = x - r.reshape(rr, *x.shape)
         ctx.shapes = (x_rows.shape, (x_rows.shape[0], c, -1))
-        ctx.pairs = pairs
-        ctx.save_for_backward(ix.reshape(1, n, c, -1), ir, cx.reshape(rr, n, c, -1),
-                              cr.reshape(rr, n, c, -1), dx.reshape(rr, n, c, -1))
+        ctx.pairs, ctx.fused = pairs, fused
+        if fused:  # the window coefficients and multipliers are computed in the backward
+            ctx.save_for_backward(x.reshape(n, c, -1), r.reshape(rr * n, c, -1),
+                                  y.reshape(n, c, -1), ix.reshape(n, c, -1),
+                                  yr.reshape(rr * n, c, -1), ir.reshape(rr * n, c, -1))
+        else:
+            yr, ir = yr.reshape(rr, n, c, -1), ir.reshape(rr, n, c, -1)
+            cx, cr = _coefficients(y.reshape(1, n, c, -1), yr)
+            dx = x.reshape(1, n, c, -1) - r.reshape(rr, n, c, -1)
+            ctx.save_for_backward(ix.reshape(1, n, c, -1), ir, cx, cr, dx)
         ix = pairs.tile(ix)
         ctx.mark_non_differentiable(ix)
         return pairs.tile(y), ix
@@ -74,25 +94,61 @@ class _MaxPoolFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad, _grad_ix):
         shape, flat = ctx.shapes
-        ix, ir, cx, cr, dx = (ctx.pairs.select(t) for t in ctx.saved_tensors)
+        pairs = ctx.pairs
         g = grad.reshape(flat)
-        return _route(g, ix, ir, cx, cr, dx).reshape(shape), None, None, None
+        if ctx.fused:
+            from captum_genomics.deeplift.kernels.maxpool import maxpool_backward
+
+            x, r, y, ix, yr, ir = ctx.saved_tensors
+            if not pairs.batched and pairs.n_references > 1:  # reference k's rows only
+                n, k = pairs.n_examples, pairs.k
+                r, yr, ir = r[k * n:(k + 1) * n], yr[k * n:(k + 1) * n], ir[k * n:(k + 1) * n]
+            m = maxpool_backward(g, x, r, y, ix, yr, ir)
+        else:
+            ix, ir, cx, cr, dx = (pairs.select(t) for t in ctx.saved_tensors)
+            m = _route(g, ix, ir, cx, cr, dx)
+        return m.reshape(shape), None, None, None, None, None, None, None
 
 
+#: the pool that returns indices, and its number of spatial (pooled) axes
 _WITH_INDICES = {
-    "max_pool1d": F.max_pool1d,
-    "max_pool2d": F.max_pool2d,
-    "max_pool3d": F.max_pool3d,
-    "max_pool1d_with_indices": F.max_pool1d,
-    "max_pool2d_with_indices": F.max_pool2d,
-    "max_pool3d_with_indices": F.max_pool3d,
-    "adaptive_max_pool1d": F.adaptive_max_pool1d,
-    "adaptive_max_pool2d": F.adaptive_max_pool2d,
-    "adaptive_max_pool3d": F.adaptive_max_pool3d,
-    "adaptive_max_pool1d_with_indices": F.adaptive_max_pool1d,
-    "adaptive_max_pool2d_with_indices": F.adaptive_max_pool2d,
-    "adaptive_max_pool3d_with_indices": F.adaptive_max_pool3d,
+    "max_pool1d": (F.max_pool1d, 1),
+    "max_pool2d": (F.max_pool2d, 2),
+    "max_pool3d": (F.max_pool3d, 3),
+    "max_pool1d_with_indices": (F.max_pool1d, 1),
+    "max_pool2d_with_indices": (F.max_pool2d, 2),
+    "max_pool3d_with_indices": (F.max_pool3d, 3),
+    "adaptive_max_pool1d": (F.adaptive_max_pool1d, 1),
+    "adaptive_max_pool2d": (F.adaptive_max_pool2d, 2),
+    "adaptive_max_pool3d": (F.adaptive_max_pool3d, 3),
+    "adaptive_max_pool1d_with_indices": (F.adaptive_max_pool1d, 1),
+    "adaptive_max_pool2d_with_indices": (F.adaptive_max_pool2d, 2),
+    "adaptive_max_pool3d_with_indices": (F.adaptive_max_pool3d, 3),
 }
+
+
+def _channels(x: Tensor, spatial: int) -> int:
+    """Elements per row of ``x`` between the rows (axis 0) and its ``spatial`` pooled axes."""
+    c = 1
+    for d in x.shape[1:max(x.ndim - spatial, 1)]:
+        c *= d
+    return c
+
+
+def _pool_call(func, args, kwargs):
+    """``(pool, spatial, want_indices)`` for a pooling call: ``pool(t)`` runs it on ``t``
+    returning ``(values, indices)``; ``spatial`` its pooled axes; ``want_indices``
+    whether the call asked for the indices."""
+    name = getattr(func, "__name__", "")
+    want_indices = bool(kwargs.get("return_indices", False)) or name.endswith("with_indices")
+    base, spatial = _WITH_INDICES.get(name.strip("_"), (func, 1))
+    kw = {k: v for k, v in kwargs.items() if k != "return_indices"}
+    rest = args[1:]
+
+    def pool(t):
+        return base(t, *rest, **kw, return_indices=True)
+
+    return pool, spatial, want_indices
 
 
 class MaxPool(Rule):
@@ -102,26 +158,32 @@ class MaxPool(Rule):
     for batched inputs ``(B, C, *spatial)``. When the call asked for
     ``return_indices=True`` the indices of the input pass are returned.
     Follows tangermeme 1.6's max-pool rule (see the module docstring).
+
+    The reference pass pools once with indices and records the reference input
+    with its pooled values and indices ``(r, yr, ir)``; the input pass pools the
+    ``n`` examples only. On CPU in float32/float64 (outside autocast) the backward
+    is one fused pass (:mod:`captum_genomics.deeplift.kernels.maxpool`), with the
+    same bits as the torch version used elsewhere.
     """
 
     name = "maxpool"
 
+    def reference(self, func, args, kwargs):
+        pool, _, want_indices = _pool_call(func, args, kwargs)
+        y, i = pool(args[0])
+        return ((y, i) if want_indices else y), (args[0], y, i)
+
     def apply(self, func, args, kwargs, state, pairs):
         x = args[0]
-        want_indices = bool(kwargs.get("return_indices", False)) or getattr(
-            func, "__name__", ""
-        ).endswith("with_indices")
         if not requires_grad(x):
             return func(*args, **kwargs)
-        name = getattr(func, "__name__", "")
-        base = _WITH_INDICES.get(name.strip("_"), func)
-        kw = {k: v for k, v in kwargs.items() if k != "return_indices"}
-        rest = args[1:]
-
-        def pool(t):
-            return base(t, *rest, **kw, return_indices=True)
-
-        y, ix = _MaxPoolFunction.apply(x, state.to(x.dtype), pool, pairs.layout(x))
+        pool, spatial, want_indices = _pool_call(func, args, kwargs)
+        r, yr, ir = state
+        if r.dtype != x.dtype:  # a reference pass in another precision: pool it in this one
+            r = r.to(x.dtype)
+            yr, ir = pool(r)
+        y, ix = _MaxPoolFunction.apply(x, r, yr, ir, pool, spatial, pairs.layout(x),
+                                       _fused_available(x, r))
         return (y, ix) if want_indices else y
 
 

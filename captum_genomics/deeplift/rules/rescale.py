@@ -26,6 +26,12 @@ from captum_genomics.deeplift.rules.base import (
 __all__ = ["Rescale", "elementwise_derivative"]
 
 
+def _is_relu(name: str, rest: tuple, kwargs: dict) -> bool:
+    """``relu(x)`` with no arguments besides ``x`` (``rest``) but ``inplace``."""
+    return (name.strip("_") == "relu" and not rest
+            and not {k: v for k, v in kwargs.items() if k != "inplace"})
+
+
 def _fused_available(x: Tensor, r: Tensor) -> bool:
     """Whether the one-pass ReLU kernel applies (CPU float32/float64)."""
     return (x.device.type == "cpu" and r.device.type == "cpu" and x.dtype == r.dtype
@@ -43,7 +49,7 @@ def elementwise_derivative(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
 
 class _RescaleFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x_rows, r, fn, fn_ref, eps, pairs, fused):
+    def forward(ctx, x_rows, r, fn, fn_ref, eps, pairs, fused, yr):
         # x_rows: the input pass's rows; x = pairs.examples(x_rows): (n, ...) inputs;
         # r: (R * n, ...) references, reference-major; ratio: (R, n, ...)
         # fn_ref applies the op with the reference pass's own constant arguments, which
@@ -54,6 +60,13 @@ class _RescaleFunction(torch.autograd.Function):
         ctx.fused, ctx.eps = fused, eps
         if fused:  # ReLU on CPU: the multipliers are computed in the backward's one pass
             ctx.save_for_backward(x, pairs.split(r))
+            return pairs.tile(y)
+        if yr is not None:  # f(r) from the reference pass: one pass (deeplift.kernels)
+            from captum_genomics.deeplift.kernels.rescale import secant_multipliers
+
+            ratio = secant_multipliers(x, y, elementwise_derivative(fn, x), pairs.split(r),
+                                       pairs.split(yr), eps)
+            ctx.save_for_backward(ratio)
             return pairs.tile(y)
         ratio = fn_ref(r)
         if ratio.data_ptr() == r.data_ptr():
@@ -73,14 +86,14 @@ class _RescaleFunction(torch.autograd.Function):
     def backward(ctx, grad):
         pairs = ctx.pairs
         if ctx.fused:
-            from captum_genomics.deeplift.kernels.relu import relu_backward
+            from captum_genomics.deeplift.kernels.rescale import relu_backward
 
             x, r = ctx.saved_tensors
             if not pairs.batched and r.shape[0] > 1:
                 r = r[pairs.k:pairs.k + 1]
-            return relu_backward(grad, x, r, ctx.eps), None, None, None, None, None, None
+            return relu_backward(grad, x, r, ctx.eps), None, None, None, None, None, None, None
         (ratio,) = ctx.saved_tensors
-        return grad * pairs.select(ratio), None, None, None, None, None, None
+        return grad * pairs.select(ratio), None, None, None, None, None, None, None
 
 
 class Rescale(Rule):
@@ -107,8 +120,20 @@ class Rescale(Rule):
         self.eps = float(eps)
 
     def record(self, args, kwargs, output):
-        # the reference activation, and the constant arguments it was called with
-        return args[0], args[1:], kwargs
+        # the reference activation and the constant arguments it was called with
+        return args[0], args[1:], kwargs, None
+
+    def reference(self, func, args, kwargs):
+        kwargs = strip_inplace(kwargs)
+        out = func(*args, **kwargs)
+        r, rest, kw, _ = self.record(args, kwargs, out)
+        # for the one-pass kernel (CPU float32/float64; not ReLU, whose kernel needs none):
+        # f(r) with its version counter, so that an in-place change by the model is noticed
+        keep = (isinstance(out, Tensor) and isinstance(r, Tensor) and out.shape == r.shape
+                and _fused_available(r, out)
+                and not _is_relu(getattr(func, "__name__", ""), rest, kw)
+                and not torch.is_autocast_enabled(out.device.type))
+        return out, (r, rest, kw, (out, out._version) if keep else None)
 
     def apply(self, func, args, kwargs, state, pairs):
         kwargs = strip_inplace(kwargs)
@@ -120,7 +145,7 @@ class Rescale(Rule):
         ):
             raise _two_inputs_error(func)
         rest = args[1:]
-        r, ref_rest, ref_kwargs = state
+        r, ref_rest, ref_kwargs, recorded = state
         ref_kwargs = strip_inplace(ref_kwargs)
 
         pairs = pairs.layout(x)
@@ -135,11 +160,14 @@ class Rescale(Rule):
             return func(t, *ref_rest, **ref_kwargs)
 
         r = r.to(x.dtype)
-        fused = (getattr(func, "__name__", "").strip("_") == "relu" and not rest
-                 and not {k: v for k, v in kwargs.items() if k != "inplace"}
-                 and torch.is_autocast_enabled(x.device.type) is False
+        no_autocast = not torch.is_autocast_enabled(x.device.type)
+        fused = (_is_relu(getattr(func, "__name__", ""), rest, kwargs) and no_autocast
                  and _fused_available(x, r))
-        return _RescaleFunction.apply(x, r, fn, fn_ref, self.eps, pairs, fused)
+        yr = None
+        if recorded is not None and recorded[0]._version == recorded[1] and no_autocast \
+                and recorded[0].dtype == x.dtype:
+            yr = recorded[0]
+        return _RescaleFunction.apply(x, r, fn, fn_ref, self.eps, pairs, fused, yr)
 
     def __repr__(self):
         return f"Rescale(eps={self.eps:g})"

@@ -31,13 +31,28 @@ def _secant(num, den, fallback, eps):
     return torch.where(small, fallback, num / torch.where(small, torch.ones_like(den), den))
 
 
+def _fused(x, r) -> bool:
+    """Whether :mod:`captum_genomics.deeplift.kernels.softmax` computes the multipliers
+    (CPU float32/float64 outside autocast); else the torch code below does."""
+    from captum_genomics.deeplift.kernels.softmax import softmax_fused_available
+
+    return softmax_fused_available(x, r)
+
+
 class _SoftmaxFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x_rows, r, dim, log, eps, compute, pairs):
+    def forward(ctx, x_rows, r, dim, log, eps, compute, pairs, fused):
         # x = pairs.examples(x_rows): (n, ...) seen as (1, n, ...); r: (R, n, ...); `dim`
         # counts the leading R axis
         x = pairs.examples(x_rows)
         out = pairs.tile(compute(x))
+        ctx.dim, ctx.log, ctx.pairs, ctx.fused = dim - 1, log, pairs, fused
+        if fused:  # CPU float32/float64: the same arithmetic, one pass per row (numba)
+            from captum_genomics.deeplift.kernels.softmax import softmax_multipliers
+
+            m_xl, rho = softmax_multipliers(x, r, dim - 1, eps, log)
+            ctx.save_for_backward(*((m_xl,) if log else (m_xl, rho)))
+            return out
         x = x.unsqueeze(0)
         c = torch.maximum(x.amax(dim, keepdim=True), r.amax(dim, keepdim=True))
         a, ar = torch.exp(x - c), torch.exp(r - c)
@@ -46,7 +61,6 @@ class _SoftmaxFunction(torch.autograd.Function):
         m_a = _secant(a - ar, x - r, a, eps)
         m_l = _secant(big_l - big_lr, s - sr, 1.0 / s, eps * s.detach().abs().clamp_min(1e-30))
         m_xl = m_l * m_a
-        ctx.dim, ctx.log, ctx.pairs = dim - 1, log, pairs
         if log:
             ctx.save_for_backward(m_xl)
         else:
@@ -59,13 +73,19 @@ class _SoftmaxFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         select = ctx.pairs.select
+        none = (None,) * 7
         if ctx.log:
             (m_xl,) = ctx.saved_tensors
-            g = grad
+            rho = None
         else:
             m_xl, rho = ctx.saved_tensors
-            g = grad * select(rho)
-        return g - select(m_xl) * g.sum(ctx.dim, keepdim=True), None, None, None, None, None, None
+        if ctx.fused and grad.device.type == "cpu":
+            from captum_genomics.deeplift.kernels.softmax import softmax_backward
+
+            return (softmax_backward(grad, select(m_xl), None if rho is None else select(rho),
+                                     ctx.dim),) + none
+        g = grad if rho is None else grad * select(rho)
+        return (g - select(m_xl) * g.sum(ctx.dim, keepdim=True),) + none
 
 
 class Softmax(Rule):
@@ -112,8 +132,9 @@ class Softmax(Rule):
             return func(t, *rest, **kwargs)
 
         pairs = pairs.layout(xx)
-        return _SoftmaxFunction.apply(xx, pairs.split(state).to(xx.dtype), dim + 1, self.log,
-                                      self.eps, compute, pairs)
+        r = pairs.split(state).to(xx.dtype)
+        return _SoftmaxFunction.apply(xx, r, dim + 1, self.log, self.eps, compute, pairs,
+                                      _fused(pairs.examples(xx), r))
 
     def __repr__(self):
         return f"Softmax(log={self.log})"

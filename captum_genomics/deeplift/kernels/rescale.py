@@ -1,11 +1,15 @@
-"""The rescale rule for ReLU in one pass (numba).
+"""The rescale rule in one pass (numba).
 
-The rescale rule's multiplier for ReLU,
-``where(|x - r| < eps, relu'(x), (relu(x) - relu(r)) / (x - r))``, takes eight
-passes over the ``R * n`` pair activations when written with torch operations
-(subtractions, a division, ``abs``, a comparison, ``any``, ``where``) and one
-here: each element is read once and its multiplier written once, with the same
-float operations in the same order as the torch version (so the same bits).
+The rescale rule's multiplier ``where(|x - r| < eps, f'(x), (f(x) - f(r)) / (x - r))``
+takes eight passes over the ``R * n`` pair activations when written with torch
+operations (subtractions, a division, ``abs``, a comparison, ``any``, ``where``)
+and one here: each element is read once and its multiplier written once, with
+the same float operations in the same order as the torch version (so the same
+bits). For ReLU the kernel needs only ``x`` and ``r`` and runs inside the
+backward (:func:`relu_backward`, nothing stored but the inputs); for any other
+elementwise function it takes ``f(x)``, ``f'(x)`` (of the ``n`` examples) and
+``f(r)`` (recorded in the reference pass) and returns the multipliers
+(:func:`secant_multipliers`).
 Rows are split over the package's thread pool
 (:func:`captum_genomics.references._draw.parallel`); compilation is cached like
 the shuffles' kernels. Tensors on other devices, other dtypes (half precision)
@@ -22,7 +26,7 @@ from torch import Tensor
 from captum_genomics.references._draw import parallel
 from captum_genomics.references._kernels import _kernel
 
-__all__ = ["relu_multipliers", "relu_backward"]
+__all__ = ["relu_multipliers", "relu_backward", "secant_multipliers"]
 
 
 @_kernel(error_model="numpy")
@@ -65,6 +69,53 @@ def _relu_backward_rows(x, r, grad, eps, consts, out, lo, hi):
             secant = (a - b) / d
             slope = zero if xv <= zero else one
             out[i, j] = grad[i, j] * (slope if abs(d) < eps else secant)
+
+
+@_kernel(error_model="numpy")
+def _secant_rows(x, yx, slope, r, yr, eps, out, lo, hi):
+    # x, yx, slope (n, M): inputs, f(inputs), f'(inputs); r, yr (P, M): references and
+    # f(references) of the P = R * n pairs, row i against example i % n; out (P, M)
+    n = x.shape[0]
+    m = x.shape[1]
+    for i in range(lo, hi):
+        e = i % n
+        for j in range(m):
+            d = x[e, j] - r[i, j]
+            secant = (yx[e, j] - yr[i, j]) / d
+            out[i, j] = slope[e, j] if abs(d) < eps else secant
+
+
+def secant_multipliers(x: Tensor, yx: Tensor, slope: Tensor, r: Tensor, yr: Tensor,
+                       eps: float) -> Tensor:
+    """Rescale multipliers of an elementwise ``f`` for every example-reference pair, in one pass.
+
+    Parameters
+    ----------
+    x, yx, slope : Tensor ``(n, *shape)``
+        The inputs of ``f`` on the examples, ``f(x)`` and ``f'(x)`` (CPU, float32 or
+        float64, one dtype).
+    r, yr : Tensor ``(R, n, *shape)``
+        The inputs of ``f`` on the references (reference-major) and ``f(r)``.
+    eps : float
+        Below ``|x - r| < eps`` the derivative ``f'(x)`` replaces the secant.
+
+    Returns
+    -------
+    Tensor ``(R, n, *shape)``: ``(f(x) - f(r)) / (x - r)``, or ``f'(x)`` where
+    ``|x - r| < eps``; the same bits as the torch version in
+    :class:`~captum_genomics.deeplift.rules.rescale.Rescale`.
+    """
+    n = x.shape[0]
+
+    def rows(t, k):
+        return t.detach().contiguous().reshape(k, -1).numpy()
+
+    xa, ya, sa = rows(x, n), rows(yx, n), rows(slope.to(x.dtype), n)
+    ra, yra = rows(r, r.shape[0] * n), rows(yr.to(x.dtype), r.shape[0] * n)
+    out = np.empty_like(ra)
+    parallel(_secant_rows, (xa, ya, sa, ra, yra, xa.dtype.type(eps), out), ra.shape[0],
+             max(xa.shape[1], 1))
+    return torch.from_numpy(out).reshape(r.shape)
 
 
 def relu_multipliers(x: Tensor, r: Tensor, eps: float) -> Tensor:
