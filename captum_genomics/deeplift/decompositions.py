@@ -266,11 +266,15 @@ def multi_head_attention_forward(
         if key_padding_mask is not None:
             is_causal = False
 
-    q, k, v = _in_projection(query, key, value, in_proj_weight, in_proj_bias,
+    # every tensor a rule or a shared linear map sees keeps the batch on axis 0 (the
+    # engine's pair axis): the projections run on (N, L, E) and the heads go to
+    # (N, H, L, head_dim), where torch uses (L, N, E) and (N * H, L, head_dim)
+    query_b = query.transpose(0, 1)
+    key_b = query_b if key is query else key.transpose(0, 1)
+    value_b = key_b if value is key else value.transpose(0, 1)
+    q, k, v = _in_projection(query_b, key_b, value_b, in_proj_weight, in_proj_bias,
                              use_separate_proj_weight, q_proj_weight, k_proj_weight,
                              v_proj_weight)
-    # every tensor a rule sees keeps the batch on axis 0 (the engine's pair axis):
-    # heads go to (N, H, L, head_dim), where torch uses (N * H, L, head_dim)
     if attn_mask is not None:
         if attn_mask.dim() == 2:
             if tuple(attn_mask.shape) != (tgt_len, src_len):
@@ -285,17 +289,17 @@ def multi_head_attention_forward(
                              f"{(tgt_len, src_len)} or {(bsz * num_heads, tgt_len, src_len)}.")
     pad = torch.nn.functional.pad
     if bias_k is not None and bias_v is not None:
-        k = torch.cat([k, bias_k.repeat(1, bsz, 1)])
-        v = torch.cat([v, bias_v.repeat(1, bsz, 1)])
+        k = torch.cat([k, bias_k.reshape(1, 1, -1).expand(bsz, 1, -1)], dim=1)
+        v = torch.cat([v, bias_v.reshape(1, 1, -1).expand(bsz, 1, -1)], dim=1)
         if attn_mask is not None:
             attn_mask = pad(attn_mask, (0, 1))
         if key_padding_mask is not None:
             key_padding_mask = pad(key_padding_mask, (0, 1))
     elif bias_k is not None or bias_v is not None:
         raise ValueError("`bias_k` and `bias_v` must be given together.")
-    q = q.reshape(tgt_len, bsz, num_heads, head_dim).permute(1, 2, 0, 3)
-    k = k.reshape(k.shape[0], bsz, num_heads, head_dim).permute(1, 2, 0, 3)
-    v = v.reshape(v.shape[0], bsz, num_heads, head_dim).permute(1, 2, 0, 3)
+    q = q.reshape(bsz, tgt_len, num_heads, head_dim).transpose(1, 2)
+    k = k.reshape(bsz, k.shape[1], num_heads, head_dim).transpose(1, 2)
+    v = v.reshape(bsz, v.shape[1], num_heads, head_dim).transpose(1, 2)
     if add_zero_attn:
         zeros = torch.zeros((bsz, num_heads, 1, head_dim), dtype=k.dtype, device=k.device)
         k = torch.cat([k, zeros], dim=2)
@@ -324,9 +328,8 @@ def multi_head_attention_forward(
         out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask, 0.0,
                                                                is_causal)
         weights = None
-    out = out.permute(2, 0, 1, 3).reshape(bsz * tgt_len, embed_dim)
-    out = torch.nn.functional.linear(out, out_proj_weight, out_proj_bias)
-    out = out.view(tgt_len, bsz, out.size(1))
+    out = out.transpose(1, 2).reshape(bsz, tgt_len, embed_dim)
+    out = torch.nn.functional.linear(out, out_proj_weight, out_proj_bias).transpose(0, 1)
     if weights is not None and average_attn_weights:
         weights = weights.mean(dim=1)
     if not batched:

@@ -21,13 +21,16 @@ values kept in a row-sized scratch buffer) and ``m_xl`` and ``rho`` are written
 once. The backward, ``g - m_xl * sum_j g_j`` with ``g = grad * rho``, is one pass
 per row as well.
 
-Numerics: the same float operations in the same order as the torch version, in
-the tensors' dtype (float32 or float64), with two exceptions, so the results
-agree with it to rounding but not bitwise: ``exp``/``log`` are numba's (libm)
-rather than torch's vectorized ones (they may differ in the last ulp), and the
-row sums ``s``, ``s_ref`` (and ``sum_j g_j`` in the backward) are accumulated
-in float64 and rounded once to the dtype, where torch sums in the dtype in its own
-(pairwise, vectorized) order; in float32 that is at least as accurate. Compiled
+Numerics: the torch version's formulas in the tensors' dtype (float32 or
+float64), rearranged so that each reference element costs one ``exp``: the
+example's own ``exp(x - max x)``, its sum and its softmax are computed once per
+example row and rescaled by ``exp(max x - c)`` for each pair, and
+``exp(z_ref) = a_ref / s_ref``. The results agree with the torch version to
+rounding but not bitwise: ``exp`` is a vectorizable polynomial (``_vexp``: <= 0.51
+ulp in float32, <= 1 ulp in float64) rather than torch's, the rearrangements
+round differently in the last ulp, and the row sums ``s``, ``s_ref`` (and
+``sum_j g_j`` in the backward) are accumulated in float64 and rounded once to the
+dtype, where torch sums in the dtype in its own (pairwise, vectorized) order. Compiled
 with ``error_model="numpy"`` and without ``fastmath``, so ``inf``/``NaN`` follow
 IEEE rules as in torch. Compilation is cached like the shuffles' kernels
 (:func:`captum_genomics.references._kernels._kernel`) and rows are split over the
@@ -117,21 +120,53 @@ def _exp_constants(dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
 
 
 @_kernel(error_model="numpy")
-def _softmax_forward_rows(x, r, eps, consts, k, bits, log, m_out, rho_out, lo, hi):
-    # x (G, D) example rows; r (P, D) reference rows of the P = R * G pairs,
-    # reference-major, pair row i against example row i % G; m_out, rho_out (P, D)
-    # (rho_out unused when `log`). consts = [1, 1e-30] in the dtype; k, bits: _vexp's.
-    # Every operation below is the torch rule's, in its order and dtype; exp is _vexp's
-    # and the row sums are accumulated in float64 (then rounded once, through `sums`).
+def _example_rows(x, k, bits, cx, ex, sx, yx, lo, hi):
+    # per example row (pair-independent): cx = max_j x_j (NaN-propagating), ex = exp(x - cx),
+    # sx = sum_j ex_j (accumulated in float64, rounded once), yx = ex / sx = softmax(x)
+    d = x.shape[1]
+    bias = bits[0]
+    shift = bits[1]
+    t = np.empty(d, x.dtype)
+    ib1 = np.empty(d, bits.dtype)
+    ib2 = np.empty(d, bits.dtype)
+    fb1 = ib1.view(x.dtype)
+    fb2 = ib2.view(x.dtype)
+    sums = np.empty(1, x.dtype)
+    for e in range(lo, hi):
+        c = x[e, 0]
+        for j in range(d):
+            v = x[e, j]
+            if v > c or v != v:
+                c = v
+        cx[e] = c
+        for j in range(d):
+            t[j] = x[e, j] - c
+        _vexp(t, ex[e], d, k, ib1, ib2, fb1, fb2, bias, shift)
+        acc = 0.0
+        for j in range(d):
+            acc += ex[e, j]
+        sums[0] = acc
+        sx[e] = sums[0]
+        for j in range(d):
+            yx[e, j] = ex[e, j] / sums[0]
+
+
+@_kernel(error_model="numpy")
+def _softmax_forward_rows(x, r, cx, ex, sx, yx, eps, consts, k, bits, log, m_out, rho_out,
+                          lo, hi):
+    # x (G, D) example rows with their _example_rows statistics cx, ex, sx, yx; r (P, D)
+    # reference rows of the P = R * G pairs, reference-major, pair row i against example row
+    # i % G; m_out, rho_out (P, D) (rho_out unused when `log`). consts = [1, 1e-30] in the
+    # dtype; k, bits: _vexp's. One exp per reference element: with the shared shift
+    # c = max(cx, cr), exp(x - c) = ex * exp(cx - c) (one exp per row), and the softmaxes
+    # are exp(z) = ex / sx and exp(z_ref) = a_ref / s_ref.
     g_rows = x.shape[0]
     d = x.shape[1]
     one = consts[0]
     tiny = consts[1]
     bias = bits[0]
     shift = bits[1]
-    t_x = np.empty(d, x.dtype)  # x - c (then z), r - c (then z_ref)
     t_r = np.empty(d, x.dtype)
-    e_x = np.empty(d, x.dtype)  # their exp: a, a_ref (then y, y_ref)
     e_r = np.empty(d, x.dtype)
     sums = np.empty(2, x.dtype)
     ib1 = np.empty(d, bits.dtype)
@@ -140,27 +175,19 @@ def _softmax_forward_rows(x, r, eps, consts, k, bits, log, m_out, rho_out, lo, h
     fb2 = ib2.view(x.dtype)
     for i in range(lo, hi):
         e = i % g_rows
-        # c = max(amax(x), amax(r)), NaN-propagating like torch.amax / torch.maximum
-        c = x[e, 0]
-        for j in range(d):
-            v = x[e, j]
-            if v > c or v != v:
-                c = v
-        for j in range(d):
+        c = cx[e]
+        for j in range(d):  # c = max(amax(x), amax(r)), NaN-propagating like torch.maximum
             v = r[i, j]
             if v > c or v != v:
                 c = v
         for j in range(d):
-            t_x[j] = x[e, j] - c
             t_r[j] = r[i, j] - c
-        _vexp(t_x, e_x, d, k, ib1, ib2, fb1, fb2, bias, shift)
         _vexp(t_r, e_r, d, k, ib1, ib2, fb1, fb2, bias, shift)
-        acc = 0.0
+        scale = math.exp(cx[e] - c)
         acc_r = 0.0
         for j in range(d):
-            acc += e_x[j]
             acc_r += e_r[j]
-        sums[0] = acc
+        sums[0] = sx[e] * scale
         sums[1] = acc_r
         s = sums[0]
         sr = sums[1]
@@ -172,21 +199,16 @@ def _softmax_forward_rows(x, r, eps, consts, k, bits, log, m_out, rho_out, lo, h
         m_l = (big_l - big_lr) / ds
         m_l = m_l if abs(ds) >= thr else one / s
         for j in range(d):
-            a = e_x[j]
+            a = ex[e, j] * scale
             dx = x[e, j] - r[i, j]
             m_a = (a - e_r[j]) / dx
             m_a = m_a if abs(dx) >= eps else a
             m_out[i, j] = m_l * m_a
         if not log:
             for j in range(d):
-                t_x[j] = x[e, j] - c - big_l
-                t_r[j] = r[i, j] - c - big_lr
-            _vexp(t_x, e_x, d, k, ib1, ib2, fb1, fb2, bias, shift)
-            _vexp(t_r, e_r, d, k, ib1, ib2, fb1, fb2, bias, shift)
-            for j in range(d):
-                y = e_x[j]
-                dz = t_x[j] - t_r[j]
-                rho = (y - e_r[j]) / dz
+                y = yx[e, j]
+                dz = (x[e, j] - c - big_l) - (r[i, j] - c - big_lr)
+                rho = (y - e_r[j] / sr) / dz
                 rho_out[i, j] = rho if abs(dz) >= eps else y
 
 
@@ -266,9 +288,13 @@ def softmax_multipliers(x: Tensor, r: Tensor, dim: int, eps: float,
     rho = m if log else np.empty_like(ra)
     consts = np.array([1, 1e-30], dtype=xa.dtype)
     k, bits = _exp_constants(xa.dtype)
+    g = xa.shape[0]
+    cx, sx = np.empty(g, xa.dtype), np.empty(g, xa.dtype)
+    ex, yx = np.empty_like(xa), np.empty_like(xa)
+    parallel(_example_rows, (xa, k, bits, cx, ex, sx, yx), g, max(d, 1) * 2)
     parallel(_softmax_forward_rows,
-             (xa, ra, xa.dtype.type(eps), consts, k, bits, bool(log), m, rho),
-             ra.shape[0], max(d, 1) * (3 if log else 5))
+             (xa, ra, cx, ex, sx, yx, xa.dtype.type(eps), consts, k, bits, bool(log), m, rho),
+             ra.shape[0], max(d, 1) * (2 if log else 3))
 
     def back(arr):
         return torch.from_numpy(arr).reshape(moved).movedim(-1, dim + 1)
