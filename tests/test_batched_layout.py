@@ -183,3 +183,27 @@ def test_dedupable_with_masked_positions():
     other = base.repeat(3, 1)
     other[3, 1] = 3.0
     assert not pairs.dedupable(other)
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_one_example_per_batch_with_and_without_in_place_writes(in_place):
+    """With one example per batch the repeated rows are views unless the model writes into
+    tensors in place (then copies): both agree with the unshared layout."""
+    torch.manual_seed(4)
+    conv = nn.Conv1d(4, 4, 3, padding=1).double()
+    conv2 = nn.Conv1d(4, 4, 3, padding=1).double()
+    fc = nn.Linear(4 * 10, 2).double()
+
+    def model(t):
+        h = F.relu(conv(t))
+        a = conv2(h)
+        if in_place:
+            a += h
+            a.mul_(0.5)
+        else:
+            a = (a + h) * 0.5
+        return fc(F.relu(a).flatten(1))
+
+    x = random_one_hot(3, 10)
+    refs = random_one_hot(3 * 4, 10).reshape(3, 4, 4, 10)
+    _check_layouts_agree(model, x, refs, target=1, batch_size=4)

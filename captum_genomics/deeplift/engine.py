@@ -103,6 +103,19 @@ def _example_axis_first(state: Any, rows: int) -> bool:
     return True
 
 
+_IN_PLACE_DUNDERS = frozenset(
+    f"__i{op}__" for op in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul",
+                            "and", "or", "xor", "lshift", "rshift"))
+
+
+def _writes_in_place(func: Callable, kwargs: dict) -> bool:
+    """Whether a torch call writes into an existing tensor (``add_``, ``+=``, ``out=``,
+    ``inplace=True``)."""
+    raw = getattr(func, "__name__", "")
+    return ((raw.endswith("_") and not raw.startswith("__")) or raw in _IN_PLACE_DUNDERS
+            or "out" in kwargs or bool(kwargs.get("inplace")) or raw in ("setitem", "__setitem__"))
+
+
 def _misaligned(state: Any, args: tuple, pairs: PairCursor) -> bool:
     """In the "examples" layout: a rule recorded ``R * n`` reference rows on axis 0 but its
     input here does not have the ``n`` examples there (a sequence-first layer whose length
@@ -167,11 +180,16 @@ class _RecordMode(TorchFunctionMode):
         self.records: list[tuple[str, Any]] = []
         self.observer = observer
         self.decompositions = decompositions
+        #: whether the model writes into a tensor in place (an op without a rule): then the
+        #: input pass must not hand it repeated rows as a view (see PairCursor.views)
+        self.writes_in_place = False
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = op_name(func)  # once per op: the name and rule are resolved here only
         rule = self.registry.get(name)
+        if rule is None and not self.writes_in_place and _writes_in_place(func, kwargs):
+            self.writes_in_place = True
         decomposition = _decomposition(rule, name, self.decompositions)
         if decomposition is not None:
             with self:  # the handler runs with this mode popped: re-enter it for the inner ops
@@ -457,6 +475,9 @@ class DeepLiftPasses:
                        .detach().requires_grad_(True) for x in inputs)
             pairs = PairCursor(n, r, batched=True) if strategy == "batched" \
                 else PairCursor(r * n, 1)
+            # one example: its repeated rows can be a view (no copies), unless the model
+            # writes into tensors in place
+            pairs.views = pairs.batched and n == 1 and not record.writes_in_place
             args, select = reference_args, [s for _, s in selectors]
         per_pair = strategy != "examples" and r > 1
         self.last_strategy = strategy

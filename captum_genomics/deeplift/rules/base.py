@@ -87,6 +87,9 @@ class PairCursor:
         self.n_references = int(n_references)
         self.k = 0
         self.batched = bool(batched) and self.n_references > 1
+        #: batched layout with one example: :meth:`tile` returns a view (``expand``) instead
+        #: of a copy; set by the engine when the model writes into no tensor in place
+        self.views = False
 
     @property
     def n_rows(self) -> int:
@@ -110,10 +113,12 @@ class PairCursor:
         return x[:self.n_examples] if self.batched else x
 
     def tile(self, y: Tensor) -> Tensor:
-        """Repeat ``y`` ``(n, ...)`` to ``(R * n, ...)`` reference-major (batched layout);
-        ``y`` itself in the others."""
+        """Repeat ``y`` ``(n, ...)`` to ``(R * n, ...)`` reference-major (batched layout; a
+        view when :attr:`views` and ``n == 1``); ``y`` itself in the others."""
         if not self.batched:
             return y
+        if self.views and y.shape[0] == 1:
+            return y.expand(self.n_references, *y.shape[1:])
         return y.repeat(self.n_references, *([1] * (y.ndim - 1)))
 
     def select(self, m: Tensor) -> Tensor:
