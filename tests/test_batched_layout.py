@@ -207,3 +207,29 @@ def test_one_example_per_batch_with_and_without_in_place_writes(in_place):
     x = random_one_hot(3, 10)
     refs = random_one_hot(3 * 4, 10).reshape(3, 4, 4, 10)
     _check_layouts_agree(model, x, refs, target=1, batch_size=4)
+
+
+def test_shared_sums_and_in_place_sums():
+    """Residual sums (+, -, torch.add with alpha, rsub) shared; add_ keeps its in-place meaning."""
+    torch.manual_seed(5)
+    c1 = nn.Conv1d(4, 4, 3, padding=1).double()
+    c2 = nn.Conv1d(4, 4, 3, padding=1).double()
+    fc = nn.Linear(4 * 8, 2).double()
+
+    def model(t):
+        h = F.relu(c1(t))
+        a = F.relu(c2(h))
+        u = torch.add(h, a, alpha=0.5) - a
+        u = torch.rsub(u, h, alpha=2.0) + h.sub(a)
+        v = u.clone()
+        v.add_(h)                     # in place: must change v
+        return fc(torch.tanh(v + u).flatten(1))
+
+    x = random_one_hot(3, 8)
+    refs = random_one_hot(3 * 4, 8).reshape(3, 4, 4, 8)
+    for batch_size in (4, 12):
+        _check_layouts_agree(model, x, refs, target=0, batch_size=batch_size)
+    # the model's own output is unchanged by the engine's interception
+    out = ShuffleDeepLiftShap(model).attribute(x, references=refs, target=0,
+                                               return_convergence_delta=True)[1]
+    assert out.abs().max() < 1e-10

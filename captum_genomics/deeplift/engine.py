@@ -67,6 +67,7 @@ from captum_genomics.deeplift.rules.base import (
     attributed_inputs,
     requires_grad,
 )
+from captum_genomics.deeplift.rules.conv import shared_sum
 from captum_genomics.deeplift.rules.ops import BILINEAR_OPS, COMPARISON_OPS, DIVISION_OPS, LINEAR_OPS
 from captum_genomics.deeplift.rules.registry import RuleRegistry, default_rules, op_name
 
@@ -103,17 +104,22 @@ def _example_axis_first(state: Any, rows: int) -> bool:
     return True
 
 
+#: Linear ops the batched layout computes once per example (rules.conv.shared_sum).
+_SUMS = frozenset(("add", "sub", "rsub"))
+
 _IN_PLACE_DUNDERS = frozenset(
     f"__i{op}__" for op in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul",
                             "and", "or", "xor", "lshift", "rshift"))
 
 
-def _writes_in_place(func: Callable, kwargs: dict) -> bool:
-    """Whether a torch call writes into an existing tensor (``add_``, ``+=``, ``out=``,
-    ``inplace=True``)."""
+def _writes_in_place(func: Callable, kwargs: dict, ruled: bool) -> bool:
+    """Whether a torch call writes into an existing tensor (``add_``, ``+=``, which torch
+    dispatches as ``add_``, ``out=``, item assignment, or ``inplace=True`` on an op
+    without a rule; rules run ``inplace=True`` calls out of place)."""
     raw = getattr(func, "__name__", "")
     return ((raw.endswith("_") and not raw.startswith("__")) or raw in _IN_PLACE_DUNDERS
-            or "out" in kwargs or bool(kwargs.get("inplace")) or raw in ("setitem", "__setitem__"))
+            or "out" in kwargs or (not ruled and bool(kwargs.get("inplace")))
+            or raw == "__setitem__")
 
 
 def _misaligned(state: Any, args: tuple, pairs: PairCursor) -> bool:
@@ -188,7 +194,7 @@ class _RecordMode(TorchFunctionMode):
         kwargs = kwargs or {}
         name = op_name(func)  # once per op: the name and rule are resolved here only
         rule = self.registry.get(name)
-        if rule is None and not self.writes_in_place and _writes_in_place(func, kwargs):
+        if not self.writes_in_place and _writes_in_place(func, kwargs, rule is not None):
             self.writes_in_place = True
         decomposition = _decomposition(rule, name, self.decompositions)
         if decomposition is not None:
@@ -238,6 +244,10 @@ class _ApplyMode(TorchFunctionMode):
 
     def _run(self, func, args, kwargs, name, rule):
         if rule is None:
+            if self.pairs.batched and name in _SUMS:
+                out = shared_sum(func, args, kwargs, self.pairs)
+                if out is not None:
+                    return out
             out = func(*args, **kwargs)
             self._check_linear(func, name, args, kwargs, out)
             return out

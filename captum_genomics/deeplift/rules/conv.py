@@ -1,4 +1,4 @@
-"""Convolutions and dense layers in the input pass: linear ops, not DeepLIFT rules.
+"""Convolutions, dense layers and sums in the input pass: linear ops, not DeepLIFT rules.
 
 A linear op keeps its ordinary gradient under DeepLIFT, so these "rules" change
 only how the input pass computes it:
@@ -20,8 +20,13 @@ only how the input pass computes it:
   least ``MIN_CHANNELS`` input channels (narrow first layers are faster through
   the default path).
 
+* **Sums** (``add``/``sub`` of two input-dependent tensors of one shape, a residual
+  connection): in the batched layout the sum of the distinct rows, repeated; the
+  backward passes the gradient of every pair row through (:func:`shared_sum`, which
+  the engine calls for these ops; they have no rule).
+
 Anything else (an input-dependent weight, a padding mode this module does not
-translate) runs unchanged, with autograd's own backward. The values agree with
+translate, broadcasting sums) runs unchanged, with autograd's own backward. The values agree with
 autograd's to rounding. Remove these with
 ``default_rules().without("conv1d", "conv2d", "conv3d", "linear")``.
 """
@@ -36,7 +41,7 @@ from torch import Tensor
 
 from captum_genomics.deeplift.rules.base import Rule, requires_grad
 
-__all__ = ["Conv1dInputGradient", "SharedLinear", "MIN_CHANNELS"]
+__all__ = ["Conv1dInputGradient", "SharedLinear", "shared_sum", "MIN_CHANNELS"]
 
 #: Narrower inputs keep autograd's backward for stride-1 conv1d (faster there).
 MIN_CHANNELS = 16
@@ -192,6 +197,52 @@ class Conv1dInputGradient(SharedLinear):
             return func(t, weight, bias, **rest)
 
         return _SharedFunction.apply(x, compute, vjp, _WHOLE)
+
+
+class _SharedSumFunction(torch.autograd.Function):
+    """``tile(a[:n] + alpha * b[:n])`` forward; ``(grad, alpha * grad)`` backward."""
+
+    @staticmethod
+    def forward(ctx, a_rows, b_rows, alpha, pairs):
+        ctx.alpha = alpha
+        a, b = pairs.examples(a_rows), pairs.examples(b_rows)
+        return pairs.tile(torch.add(a, b, alpha=alpha) if alpha != 1 else a + b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, (grad if ctx.alpha == 1 else grad * ctx.alpha), None, None
+
+
+def shared_sum(func, args: tuple, kwargs: dict, pairs) -> Tensor | None:
+    """``add``/``sub``/``rsub`` of two input-dependent tensors of one shape, once per example.
+
+    The engine calls it for these ops (which have no rule: they are linear) in its
+    batched layout, where both operands repeat each example once per reference: the
+    sum runs on the distinct rows and is repeated (a view when the batch holds one
+    example), so a residual connection costs ``n`` rows instead of ``R * n``; the
+    backward passes every pair row's gradient through. Returns None (the caller runs
+    the op unchanged) for other calls: in place (``add_``), ``out=``, a constant
+    operand, broadcasting, other layouts.
+    """
+    raw = getattr(func, "__name__", "")
+    if not pairs.batched or len(args) != 2 or set(kwargs) - {"alpha"} or (
+            raw.endswith("_") and not raw.startswith("__")):  # add_/sub_: in place
+        return None
+    a, b = args
+    alpha = kwargs.get("alpha", 1)
+    name = raw.strip("_")
+    if name in ("sub", "rsub"):
+        if name == "rsub":
+            a, b = b, a
+        alpha = -alpha
+    elif name != "add":
+        return None
+    if not (isinstance(alpha, (int, float)) and not isinstance(alpha, bool)
+            and isinstance(a, Tensor) and isinstance(b, Tensor)
+            and requires_grad(a) and requires_grad(b) and a.shape == b.shape
+            and a.dtype == b.dtype and pairs.dedupable(a) and pairs.dedupable(b)):
+        return None
+    return _SharedSumFunction.apply(a, b, alpha, pairs)
 
 
 class _Whole:
