@@ -35,8 +35,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import torch  # noqa: E402
-
 from _deeplift_setup import (  # noqa: E402
     BATCH,
     MODELS,

@@ -187,8 +187,8 @@ def test_dedupable_with_masked_positions():
 
 @pytest.mark.parametrize("in_place", [False, True])
 def test_one_example_per_batch_with_and_without_in_place_writes(in_place):
-    """With one example per batch the repeated rows are views unless the model writes into
-    tensors in place (then copies): both agree with the unshared layout."""
+    """One example per batch, with and without in-place writes into shared outputs: both
+    agree with the unshared layout."""
     torch.manual_seed(4)
     conv = nn.Conv1d(4, 4, 3, padding=1).double()
     conv2 = nn.Conv1d(4, 4, 3, padding=1).double()

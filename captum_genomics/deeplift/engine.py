@@ -107,21 +107,6 @@ def _example_axis_first(state: Any, rows: int) -> bool:
 #: Linear ops the batched layout computes once per example (rules.conv.shared_sum).
 _SUMS = frozenset(("add", "sub", "rsub"))
 
-_IN_PLACE_DUNDERS = frozenset(
-    f"__i{op}__" for op in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul",
-                            "and", "or", "xor", "lshift", "rshift"))
-
-
-def _writes_in_place(func: Callable, kwargs: dict, ruled: bool) -> bool:
-    """Whether a torch call writes into an existing tensor (``add_``, ``+=``, which torch
-    dispatches as ``add_``, ``out=``, item assignment, or ``inplace=True`` on an op
-    without a rule; rules run ``inplace=True`` calls out of place)."""
-    raw = getattr(func, "__name__", "")
-    return ((raw.endswith("_") and not raw.startswith("__")) or raw in _IN_PLACE_DUNDERS
-            or "out" in kwargs or (not ruled and bool(kwargs.get("inplace")))
-            or raw == "__setitem__")
-
-
 def _misaligned(state: Any, args: tuple, pairs: PairCursor) -> bool:
     """In the "examples" layout: a rule recorded ``R * n`` reference rows on axis 0 but its
     input here does not have the ``n`` examples there (a sequence-first layer whose length
@@ -186,16 +171,11 @@ class _RecordMode(TorchFunctionMode):
         self.records: list[tuple[str, Any]] = []
         self.observer = observer
         self.decompositions = decompositions
-        #: whether the model writes into a tensor in place (an op without a rule): then the
-        #: input pass must not hand it repeated rows as a view (see PairCursor.views)
-        self.writes_in_place = False
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = op_name(func)  # once per op: the name and rule are resolved here only
         rule = self.registry.get(name)
-        if not self.writes_in_place and _writes_in_place(func, kwargs, rule is not None):
-            self.writes_in_place = True
         decomposition = _decomposition(rule, name, self.decompositions)
         if decomposition is not None:
             with self:  # the handler runs with this mode popped: re-enter it for the inner ops
@@ -476,7 +456,7 @@ class DeepLiftPasses:
         if strategy == "examples" and r > 1 and not all(
                 _example_axis_first(st, r * n) for _, st in record.records):
             raise ValueError(_NOT_BATCH_FIRST)
-        if strategy == "examples" or r == 1:
+        if strategy == "examples" or (strategy == "pairs" and r == 1):
             xs = tuple(x.detach().requires_grad_(True) for x in inputs)
             pairs, args, select = PairCursor(n, r), input_args, [s for s, _ in selectors]
         else:
@@ -485,11 +465,8 @@ class DeepLiftPasses:
                        .detach().requires_grad_(True) for x in inputs)
             pairs = PairCursor(n, r, batched=True) if strategy == "batched" \
                 else PairCursor(r * n, 1)
-            # one example: its repeated rows can be a view (no copies), unless the model
-            # writes into tensors in place
-            pairs.views = pairs.batched and n == 1 and not record.writes_in_place
             args, select = reference_args, [s for _, s in selectors]
-        per_pair = strategy != "examples" and r > 1
+        per_pair = strategy == "batched" or (strategy == "pairs" and r > 1)
         self.last_strategy = strategy
         apply = _ApplyMode(self.registry, record.records, self.strict, self.unsupported, pairs,
                            self.observer, self.decompositions)

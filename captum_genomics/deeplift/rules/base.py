@@ -86,10 +86,7 @@ class PairCursor:
         self.n_examples = int(n_examples)
         self.n_references = int(n_references)
         self.k = 0
-        self.batched = bool(batched) and self.n_references > 1
-        #: batched layout with one example: :meth:`tile` returns a view (``expand``) instead
-        #: of a copy; set by the engine when the model writes into no tensor in place
-        self.views = False
+        self.batched = bool(batched)
 
     @property
     def n_rows(self) -> int:
@@ -110,15 +107,14 @@ class PairCursor:
     def examples(self, x: Tensor) -> Tensor:
         """The ``n`` distinct example rows ``x[:n]`` of an input-pass tensor (batched layout);
         ``x`` itself in the others."""
-        return x[:self.n_examples] if self.batched else x
+        return x[:self.n_examples] if self.batched and self.n_references > 1 else x
 
     def tile(self, y: Tensor) -> Tensor:
-        """Repeat ``y`` ``(n, ...)`` to ``(R * n, ...)`` reference-major (batched layout; a
-        view when :attr:`views` and ``n == 1``); ``y`` itself in the others."""
-        if not self.batched:
+        """Repeat ``y`` ``(n, ...)`` to ``(R * n, ...)`` reference-major (batched layout, a
+        copy: ops run on repeated rows as on any contiguous tensor, so their results do not
+        depend on the batch's layout); ``y`` itself in the others."""
+        if not self.batched or self.n_references == 1:
             return y
-        if self.views and y.shape[0] == 1:
-            return y.expand(self.n_references, *y.shape[1:])
         return y.repeat(self.n_references, *([1] * (y.ndim - 1)))
 
     def select(self, m: Tensor) -> Tensor:
@@ -146,6 +142,8 @@ class PairCursor:
                 and x.shape[0] == self.n_examples * self.n_references):
             return False
         n = self.n_examples
+        if self.n_references == 1:
+            return True
         a, b = x[:n].detach(), x[n:2 * n].detach()
         if bool(torch.equal(a, b)):
             return True

@@ -218,9 +218,9 @@ def shared_sum(func, args: tuple, kwargs: dict, pairs) -> Tensor | None:
 
     The engine calls it for these ops (which have no rule: they are linear) in its
     batched layout, where both operands repeat each example once per reference: the
-    sum runs on the distinct rows and is repeated (a view when the batch holds one
-    example), so a residual connection costs ``n`` rows instead of ``R * n``; the
-    backward passes every pair row's gradient through. Returns None (the caller runs
+    sum runs on the distinct rows and is repeated, so a residual connection costs ``n``
+    rows of arithmetic instead of ``R * n``; the backward passes every pair row's
+    gradient through. Returns None (the caller runs
     the op unchanged) for other calls: in place (``add_``), ``out=``, a constant
     operand, broadcasting, other layouts.
     """
