@@ -26,34 +26,16 @@ from torch import Tensor
 from captum_genomics.references._draw import parallel
 from captum_genomics.references._kernels import _kernel
 
-__all__ = ["relu_multipliers", "relu_backward", "secant_multipliers"]
-
-
-@_kernel(error_model="numpy")
-def _relu_secant_rows(x, r, eps, consts, out, lo, hi):
-    # x (n, M) inputs; r (P, M) references of the P = R * n pairs, row i against
-    # example i % n; out (P, M). Branch-free inner loop (selects), so LLVM vectorizes it;
-    # error_model="numpy": a division by zero gives inf/nan (never taken: |d| < eps there)
-    n = x.shape[0]
-    m = x.shape[1]
-    zero = consts[0]
-    one = consts[1]
-    for i in range(lo, hi):
-        e = i % n
-        for j in range(m):
-            xv = x[e, j]
-            rv = r[i, j]
-            d = xv - rv
-            a = xv if xv > zero else zero
-            b = rv if rv > zero else zero
-            secant = (a - b) / d
-            slope = zero if xv <= zero else one
-            out[i, j] = slope if abs(d) < eps else secant
+__all__ = ["relu_backward", "secant_multipliers"]
 
 
 @_kernel(error_model="numpy")
 def _relu_backward_rows(x, r, grad, eps, consts, out, lo, hi):
-    # out = grad * multiplier, the multiplier computed as in _relu_secant_rows
+    # x (n, M) inputs; r (P, M) references of the P = R * n pairs, row i against example
+    # i % n; grad, out (P, M): out = grad * where(|x - r| < eps, relu'(x), secant), with
+    # the torch rule's float operations in its order. Branch-free inner loop (selects), so
+    # LLVM vectorizes it; error_model="numpy": a division by zero gives inf/nan (never
+    # taken: |d| < eps there)
     n = x.shape[0]
     m = x.shape[1]
     zero = consts[0]
@@ -118,35 +100,8 @@ def secant_multipliers(x: Tensor, yx: Tensor, slope: Tensor, r: Tensor, yr: Tens
     return torch.from_numpy(out).reshape(r.shape)
 
 
-def relu_multipliers(x: Tensor, r: Tensor, eps: float) -> Tensor:
-    """Rescale multipliers of ReLU for every example-reference pair, in one pass.
-
-    Parameters
-    ----------
-    x : Tensor ``(n, *shape)``
-        Inputs of the ReLU on the examples (CPU, float32 or float64).
-    r : Tensor ``(R, n, *shape)``
-        Its inputs on the references, reference-major.
-    eps : float
-        Below ``|x - r| < eps`` the derivative ``1[x > 0]`` replaces the secant.
-
-    Returns
-    -------
-    Tensor ``(R, n, *shape)``, dtype of ``x``:
-    ``(relu(x) - relu(r)) / (x - r)``, or the derivative where ``|x - r| < eps``.
-    """
-    n = x.shape[0]
-    xa = x.detach().contiguous().reshape(n, -1).numpy()
-    ra = r.detach().contiguous().reshape(r.shape[0] * n, -1).numpy()
-    out = np.empty_like(ra)
-    consts = np.array([0, 1], dtype=xa.dtype)
-    width = max(xa.shape[1], 1)
-    parallel(_relu_secant_rows, (xa, ra, xa.dtype.type(eps), consts, out), ra.shape[0], width)
-    return torch.from_numpy(out).reshape(r.shape)
-
-
 def relu_backward(grad: Tensor, x: Tensor, r: Tensor, eps: float) -> Tensor:
-    """``grad * relu_multipliers(x, r, eps)`` flattened over the pairs, in one pass.
+    """``grad`` times ReLU's rescale multipliers of every pair, in one pass.
 
     Parameters
     ----------
@@ -158,12 +113,13 @@ def relu_backward(grad: Tensor, x: Tensor, r: Tensor, eps: float) -> Tensor:
     r : Tensor ``(R, n, *shape)``
         Its inputs on the references.
     eps : float
-        As in :func:`relu_multipliers`.
+        Below ``|x - r| < eps`` the derivative ``1[x > 0]`` replaces the secant
+        ``(relu(x) - relu(r)) / (x - r)``.
 
     Returns
     -------
-    Tensor shaped like ``grad``: the multipliers of the ReLU's input, the same bits as
-    ``grad * relu_multipliers(x, r, eps)`` (flattened).
+    Tensor shaped like ``grad``: the multipliers of the ReLU's input, the same bits as the
+    torch version of the rule (``grad * ratio``).
     """
     n = x.shape[0]
     xa = x.detach().contiguous().reshape(n, -1).numpy()
