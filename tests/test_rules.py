@@ -268,3 +268,41 @@ def test_conv1d_input_gradient_matches_autograd(padding, dilation, k):
     plain, _ = deeplift_multipliers(lambda t: torch.tanh(conv(t)).sum((1, 2)), x, r,
                                     rules=default_rules().without("conv1d"))
     assert torch.allclose(fast, plain, atol=1e-13)
+
+
+@pytest.mark.parametrize("strategy", ["batched", "examples", "pairs"])
+def test_in_place_activations_equal_their_out_of_place_forms(strategy):
+    """x.relu_(), F.relu(x, inplace=True), torch.sigmoid_(x) written as statements (the
+    model relies on the write) give the attributions of the out-of-place model, with
+    additivity."""
+    import torch.nn.functional as F
+
+    from captum_genomics import ShuffleDeepLiftShap
+    from tests.conftest import random_one_hot
+
+    torch.manual_seed(0)
+    conv = nn.Conv1d(4, 5, 3, padding=1).double()
+    conv2 = nn.Conv1d(5, 5, 3, padding=1).double()
+    fc = nn.Linear(50, 2).double()
+
+    def in_place(t):
+        h = conv(t)
+        h.relu_()
+        g = conv2(h)
+        F.relu(g, inplace=True)
+        torch.sigmoid_(g)
+        return fc((g * h).flatten(1))
+
+    def out_of_place(t):
+        h = torch.relu(conv(t))
+        g = torch.sigmoid(F.relu(conv2(h)))
+        return fc((g * h).flatten(1))
+
+    x = random_one_hot(3, 10)
+    refs = random_one_hot(3 * 4, 10).reshape(3, 4, 4, 10)
+    assert torch.allclose(in_place(x), out_of_place(x), atol=1e-14)
+    kw = dict(references=refs, target=0, strategy=strategy, return_convergence_delta=True)
+    a, delta = ShuffleDeepLiftShap(in_place).attribute(x, **kw)
+    b, _ = ShuffleDeepLiftShap(out_of_place).attribute(x, **kw)
+    assert delta.abs().max() < 1e-12
+    assert torch.allclose(a, b, rtol=0, atol=1e-12)

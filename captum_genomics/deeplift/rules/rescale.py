@@ -26,6 +26,24 @@ from captum_genomics.deeplift.rules.base import (
 __all__ = ["Rescale", "elementwise_derivative"]
 
 
+def _writes_into_input(func: Callable, args: tuple, kwargs: dict) -> Callable | None:
+    """The out-of-place function of a call that writes into its input (``x.relu_()``,
+    ``torch.sigmoid_(x)``, ``F.relu(x, inplace=True)``), or None.
+
+    The rule runs it out of place and writes the result into ``x``, so a model that relies
+    on the write (the call as a statement) sees what it would without the rule.
+    """
+    if not args or not isinstance(args[0], Tensor):
+        return None
+    raw = getattr(func, "__name__", "")
+    if raw.endswith("_") and not raw.startswith("__"):
+        plain = getattr(Tensor, raw[:-1], None)
+        return plain if callable(plain) else None
+    if kwargs.get("inplace"):
+        return func  # run out of place: strip_inplace
+    return None
+
+
 def _is_relu(name: str, rest: tuple, kwargs: dict) -> bool:
     """``relu(x)`` with no arguments besides ``x`` (``rest``) but ``inplace``."""
     return (name.strip("_") == "relu" and not rest
@@ -124,6 +142,12 @@ class Rescale(Rule):
         return args[0], args[1:], kwargs, None
 
     def reference(self, func, args, kwargs):
+        plain = _writes_into_input(func, args, kwargs)
+        if plain is not None:  # x.relu_(): on a copy (recorded), written back into x
+            out, state = self.reference(plain, (args[0].clone(),) + args[1:],
+                                        strip_inplace(kwargs))
+            args[0].copy_(out)
+            return args[0], state
         kwargs = strip_inplace(kwargs)
         out = func(*args, **kwargs)
         r, rest, kw, _ = self.record(args, kwargs, out)
@@ -136,6 +160,14 @@ class Rescale(Rule):
         return out, (r, rest, kw, (out, out._version) if keep else None)
 
     def apply(self, func, args, kwargs, state, pairs):
+        plain = _writes_into_input(func, args, kwargs)
+        if plain is not None and requires_grad(args[0]):
+            # x.relu_(): the rule on a copy of x (its saved tensors must not change), written
+            # back into x, whose history then continues through the rule
+            out = self.apply(plain, (args[0].clone(),) + args[1:], strip_inplace(kwargs),
+                             state, pairs)
+            args[0].copy_(out)
+            return args[0]
         kwargs = strip_inplace(kwargs)
         x = args[0]
         if not requires_grad(x):
