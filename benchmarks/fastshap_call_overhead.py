@@ -51,24 +51,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from captum_genomics.fastshap.explainer import MLPExplainer
 from captum_genomics.methods.fast_shap import FastSHAP
+from _env import cpu_model  # noqa: E402  (one copy for every benchmark)
 
 N_FEATURES = 10
 SIZES = (1, 30, 3000)
 
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            info = fh.read()
-    except OSError:
-        return platform.processor() or "unknown"
-    fields = {}
-    for line in info.splitlines():
-        if ":" in line:
-            k, v = (s.strip() for s in line.split(":", 1))
-            fields.setdefault(k, v)
-    return (f"{fields.get('model name', 'unknown')} (family {fields.get('cpu family', '?')}, "
-            f"model {fields.get('model', '?')}), {info.count('processor')} logical CPUs")
 
 
 def build(random_state: int = 0) -> tuple[nn.Module, FastSHAP]:

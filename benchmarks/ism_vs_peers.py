@@ -30,9 +30,8 @@ import argparse
 import datetime
 import json
 import os
-import platform
+import sys
 import statistics
-import subprocess
 import time
 import warnings
 
@@ -41,6 +40,8 @@ from torch import nn
 
 from captum_genomics import InSilicoMutagenesis
 from captum_genomics.zoo.bpnet import BPNetLike
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _env import cpu_model  # noqa: E402  (one copy for every benchmark)
 
 LENGTH, BATCH, TARGET = 1000, 64, 0
 
@@ -179,16 +180,6 @@ def bench_model(name: str, n_seqs: int, naive_seqs: int, rounds: int,
         "max_abs_diff_ours_centered_vs_tangermeme": diff,
     }
 
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv=None):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import platform
 import time
 from pathlib import Path
@@ -38,21 +39,14 @@ from torch import nn
 
 from captum_genomics import LayerNodeProbe
 from captum_genomics.stats.probe_results import probe_nodes
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _env import cpu_model  # noqa: E402  (one copy for every benchmark)
 
 WIDTHS = (1, 2, 4, 8, 16, 32, 64)
 N_GENES, N_TERMS, TERM_SIZE, N_CLASSES = 60, 6, 10, 3
 TERM_GENES = [list(range(TERM_SIZE * t, TERM_SIZE * (t + 1))) for t in range(N_TERMS)]
 TERM_WIDTHS = (3, 2, 4, 3, 5, 3)
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 # ----------------------------------------------------------------------------- null

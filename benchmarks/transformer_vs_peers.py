@@ -79,7 +79,6 @@ import os
 import platform
 import re
 import statistics
-import subprocess
 import sys
 import time
 import warnings
@@ -92,6 +91,7 @@ import torch
 import torch.nn.functional as F
 from _deeplift_setup import BATCH, plain_forward_backward
 from torch import nn
+from _env import cpu_model  # noqa: E402  (one copy for every benchmark)
 
 IG_NODES = 8
 LENGTH = 200
@@ -432,16 +432,6 @@ def speed(name: str, model: nn.Module, x, refs, rounds: int, skip=()) -> dict:
             "cpu_seconds": {k: [round(t, 4) for t in v] for k, v in cpu.items()},
             "cpu_time_over_ours": {k: v / med_cpu["ours"] for k, v in med_cpu.items()}}
 
-
-def cpu_model() -> str:
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in text.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown"
 
 
 def _version(package: str) -> str:
