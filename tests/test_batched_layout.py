@@ -233,3 +233,13 @@ def test_shared_sums_and_in_place_sums():
     out = ShuffleDeepLiftShap(model).attribute(x, references=refs, target=0,
                                                return_convergence_delta=True)[1]
     assert out.abs().max() < 1e-10
+
+
+def test_dedupable_checks_the_last_block_too():
+    """A sequence axis of R * n positions whose first 2n positions coincide (padding) is
+    still not taken for repeated pair rows."""
+    pairs = PairCursor(2, 4, batched=True)
+    t = torch.zeros(8, 3)
+    t[6:] = 1.0                    # blocks 0 and 1 equal, the last one differs
+    assert not pairs.dedupable(t)
+    assert pairs.dedupable(torch.randn(2, 3).repeat(4, 1))

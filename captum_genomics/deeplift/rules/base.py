@@ -134,9 +134,10 @@ class PairCursor:
         """True in the batched layout when ``x`` holds the ``R * n`` pair rows on axis 0, so
         that ``examples(x)`` is its distinct rows.
 
-        Besides the shape, rows ``n..2n-1`` are compared with rows ``0..n-1``
-        (``1/R`` of the tensor; equal up to rounding): a tensor whose first axis
-        only happens to have ``R * n`` entries (a sequence axis) is left whole.
+        Besides the shape, the second and the last block of ``n`` rows are compared
+        with rows ``0..n-1`` (``2/R`` of the tensor; equal up to rounding): a tensor
+        whose first axis only happens to have ``R * n`` entries (a sequence axis) is
+        left whole.
         """
         if not (self.batched and isinstance(x, Tensor) and x.ndim > 0
                 and x.shape[0] == self.n_examples * self.n_references):
@@ -144,13 +145,15 @@ class PairCursor:
         n = self.n_examples
         if self.n_references == 1:
             return True
-        a, b = x[:n].detach(), x[n:2 * n].detach()
-        if bool(torch.equal(a, b)):
+        a = x[:n].detach()
+        blocks = (x[n:2 * n].detach(), x[-n:].detach())  # the second and the last block
+        if all(bool(torch.equal(a, b)) for b in blocks):
             return True
         if not a.is_floating_point():
             return False
         scale = float(a.abs().nan_to_num(0.0, 0.0, 0.0).max())  # -inf masks: finite scale
-        return bool(torch.allclose(a, b, rtol=1e-5, atol=1e-6 * scale + 1e-30, equal_nan=True))
+        return all(bool(torch.allclose(a, b, rtol=1e-5, atol=1e-6 * scale + 1e-30,
+                                       equal_nan=True)) for b in blocks)
 
     def constant(self, value: Any, ndim: int) -> Any:
         """A constant argument of an op whose input is ``examples(x)``: its example rows
