@@ -272,9 +272,9 @@ def test_conv1d_input_gradient_matches_autograd(padding, dilation, k):
 
 @pytest.mark.parametrize("strategy", ["batched", "examples", "pairs"])
 def test_in_place_activations_equal_their_out_of_place_forms(strategy):
-    """x.relu_(), F.relu(x, inplace=True), torch.sigmoid_(x) written as statements (the
-    model relies on the write) give the attributions of the out-of-place model, with
-    additivity."""
+    """x.relu_(), F.relu(x, inplace=True), torch.sigmoid_(x), g.mul_(h) written as
+    statements (the model relies on the write) give the attributions of the out-of-place
+    model, with additivity."""
     import torch.nn.functional as F
 
     from captum_genomics import ShuffleDeepLiftShap
@@ -291,7 +291,8 @@ def test_in_place_activations_equal_their_out_of_place_forms(strategy):
         g = conv2(h)
         F.relu(g, inplace=True)
         torch.sigmoid_(g)
-        return fc((g * h).flatten(1))
+        g.mul_(h)
+        return fc(g.flatten(1))
 
     def out_of_place(t):
         h = torch.relu(conv(t))

@@ -56,6 +56,17 @@ class _ProductFunction(torch.autograd.Function):
         return ga, gb, None, None, None, None, None
 
 
+def _writes_into_first(func, args):
+    """``Tensor.mul`` (the out-of-place function) for ``a.mul_(b)`` / ``a *= b`` of two
+    tensors, else None."""
+    raw = getattr(func, "__name__", "")
+    if raw.endswith("_") and not raw.startswith("__") and len(args) >= 2 and isinstance(
+            args[0], Tensor) and isinstance(args[1], Tensor):
+        plain = getattr(Tensor, raw[:-1], None)
+        return plain if callable(plain) else None
+    return None
+
+
 class Product(Rule):
     """Midpoint rule for ``mul``, ``matmul``, ``mm`` and ``bmm`` of two input-dependent tensors."""
 
@@ -66,12 +77,26 @@ class Product(Rule):
             return args[0], args[1]
         return None
 
+    def reference(self, func, args, kwargs):
+        if _writes_into_first(func, args) is not None:
+            # a.mul_(b): record a as it was before the write
+            before = args[0].clone()
+            out = func(*args, **kwargs)
+            return out, (before, args[1])
+        return super().reference(func, args, kwargs)
+
     def apply(self, func, args, kwargs, state, pairs):
         if state is None or len(args) < 2:
             return func(*args, **kwargs)
         a, b = args[0], args[1]
         if not (requires_grad(a) and requires_grad(b)):
             return func(*args, **kwargs)
+        plain = _writes_into_first(func, args)
+        if plain is not None:
+            # a.mul_(b) as a statement: the rule on a copy of a, written back into a
+            out = self.apply(plain, (a.clone(),) + tuple(args[1:]), kwargs, state, pairs)
+            a.copy_(out)
+            return a
         ar, br = state
 
         def fn(u, v):
