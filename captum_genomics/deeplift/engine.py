@@ -107,6 +107,7 @@ def _example_axis_first(state: Any, rows: int) -> bool:
 #: Linear ops the batched layout computes once per example (rules.conv.shared_sum).
 _SUMS = frozenset(("add", "sub", "rsub"))
 
+
 def _misaligned(state: Any, args: tuple, pairs: PairCursor) -> bool:
     """In the "examples" layout: a rule recorded ``R * n`` reference rows on axis 0 but its
     input here does not have the ``n`` examples there (a sequence-first layer whose length
@@ -116,13 +117,6 @@ def _misaligned(state: Any, args: tuple, pairs: PairCursor) -> bool:
     return (isinstance(first, Tensor) and first.ndim > 0 and isinstance(x, Tensor)
             and x.ndim > 0 and first.shape[0] == pairs.n_examples * pairs.n_references
             and x.shape[0] != pairs.n_examples)
-
-
-def _state_numel(state: Any) -> int:
-    """Elements of the batch-shaped tensors a rule recorded (the first of a tuple)."""
-    if isinstance(state, (tuple, list)) and state:
-        state = state[0]
-    return state.numel() if isinstance(state, Tensor) else 0
 
 
 def _count_requires_grad(args: Sequence) -> int:
@@ -372,9 +366,6 @@ class DeepLiftPasses:
 
     Attributes
     ----------
-    last_activation_numel : int
-        Elements recorded per reference row in the last reference pass (a
-        size measure).
     last_strategy : str
         The layout the last block ran with (``"auto"`` resolved).
     unsupported : dict[str, str]
@@ -396,7 +387,6 @@ class DeepLiftPasses:
         self.observer = observer
         self.decompositions = decompositions
         self.unsupported: dict[str, str] = {}
-        self.last_activation_numel = 0
         self.last_strategy = ""
 
     def run(
@@ -448,8 +438,6 @@ class DeepLiftPasses:
         with torch.no_grad(), fused_attention_disabled(), record:
             out_r = self.forward(*flat, *reference_args)
         ref_outputs = [sel_r(out_r).detach().reshape(r, n).T for _, sel_r in selectors]
-        self.last_activation_numel = sum(
-            _state_numel(s) for _, s in record.records) // max(r * n, 1)
         del out_r, flat
 
         strategy = "batched" if self.strategy == "auto" else self.strategy

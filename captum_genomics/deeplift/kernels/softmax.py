@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from captum_genomics.deeplift.kernels import fused_available
 from captum_genomics.references._draw import parallel
 from captum_genomics.references._kernels import _kernel
 
@@ -238,12 +239,10 @@ def _softmax_backward_rows(grad, m, rho, use_rho, out, lo, hi):
 
 def softmax_fused_available(x: Tensor, r: Tensor) -> bool:
     """Whether the fused kernels apply: CPU float32/float64 tensors of one dtype, outside
-    autocast, with ``r`` shaped ``(R, *x.shape)`` and something to compute."""
-    return (x.device.type == "cpu" and r.device.type == "cpu" and x.dtype == r.dtype
-            and x.dtype in (torch.float32, torch.float64)
-            and torch.is_autocast_enabled(x.device.type) is False
-            and r.ndim == x.ndim + 1 and tuple(r.shape[1:]) == tuple(x.shape)
-            and x.ndim >= 1 and r.numel() > 0)
+    autocast (:func:`captum_genomics.deeplift.kernels.fused_available`), with ``r`` shaped
+    ``(R, *x.shape)`` and something to compute."""
+    return (fused_available(x, r) and r.ndim == x.ndim + 1
+            and tuple(r.shape[1:]) == tuple(x.shape) and x.ndim >= 1 and r.numel() > 0)
 
 
 def _rows(t: Tensor, dim: int) -> Tensor:

@@ -35,6 +35,7 @@ from torch import Tensor
 __all__ = [
     "Rule",
     "PairCursor",
+    "out_of_place",
     "strip_inplace",
     "requires_grad",
     "UnsupportedOperationError",
@@ -170,6 +171,17 @@ class PairCursor:
         if not self.batched or self.dedupable(x):
             return self
         return PairCursor(self.n_rows, 1)
+
+
+def out_of_place(func: Callable) -> Callable | None:
+    """The out-of-place function of a method that writes into its first argument
+    (``Tensor.relu_`` -> ``Tensor.relu``, ``torch.sigmoid_``, ``Tensor.mul_``, and ``+=``,
+    ``*=``, which torch dispatches as ``add_``, ``mul_``), or None for any other call."""
+    raw = getattr(func, "__name__", "")
+    if raw.endswith("_") and not raw.startswith("__"):
+        plain = getattr(Tensor, raw[:-1], None)
+        return plain if callable(plain) else None
+    return None
 
 
 def strip_inplace(kwargs: dict) -> dict:

@@ -26,8 +26,8 @@ only how the input pass computes it:
   the engine calls for these ops; they have no rule).
 
 Anything else (an input-dependent weight, a padding mode this module does not
-translate, broadcasting sums) runs unchanged, with autograd's own backward. The values agree with
-autograd's to rounding. Remove these with
+translate, broadcasting sums) runs unchanged, with autograd's own backward. The
+values agree with autograd's to rounding. Remove these with
 ``default_rules().without("conv1d", "conv2d", "conv3d", "linear")``.
 """
 
@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from captum_genomics.deeplift.rules.base import Rule, requires_grad
+from captum_genomics.deeplift.rules.base import PairCursor, Rule, out_of_place, requires_grad
 
 __all__ = ["Conv1dInputGradient", "SharedLinear", "shared_sum", "MIN_CHANNELS"]
 
@@ -148,18 +148,23 @@ class SharedLinear(Rule):
         vjp = self._vjp(func, bound, x, weight)
         if vjp is None:
             return func(*args, **kwargs)
-        if not (pairs.batched and pairs.dedupable(x)):
-            return self._unshared(func, args, kwargs, bound, x, weight, bias, vjp)
+        if pairs.batched and pairs.dedupable(x):
+            layout = pairs
+        elif self._own_backward_on_every_row(bound, x):
+            layout = PairCursor(x.shape[0], 1)  # every row computed, nothing to share
+        else:
+            return func(*args, **kwargs)
         rest = {k: v for k, v in bound.items() if k not in ("input", "weight", "bias")}
 
         def compute(t):
             return func(t, weight, bias, **rest)
 
-        return _SharedFunction.apply(x, compute, vjp, pairs)
+        return _SharedFunction.apply(x, compute, vjp, layout)
 
-    def _unshared(self, func, args, kwargs, bound, x, weight, bias, vjp):
-        """The op on every row, with autograd's own backward (see Conv1dInputGradient)."""
-        return func(*args, **kwargs)
+    def _own_backward_on_every_row(self, bound: dict, x: Tensor) -> bool:
+        """Whether, with no rows to share, the op still uses this rule's input gradient
+        (else autograd's own; see :class:`Conv1dInputGradient`)."""
+        return False
 
     def _vjp(self, func, bound, x, weight) -> Callable | None:
         if getattr(func, "__name__", "") == "linear":
@@ -186,17 +191,9 @@ class Conv1dInputGradient(SharedLinear):
 
     name = "conv1d-input-gradient"
 
-    def _unshared(self, func, args, kwargs, bound, x, weight, bias, vjp):
-        stride = _tuple(bound.get("stride", 1), 1)
-        groups = bound.get("groups", 1)
-        if stride != (1,) or groups != 1 or x.ndim != 3 or x.shape[1] < MIN_CHANNELS:
-            return func(*args, **kwargs)
-        rest = {k: v for k, v in bound.items() if k not in ("input", "weight", "bias")}
-
-        def compute(t):
-            return func(t, weight, bias, **rest)
-
-        return _SharedFunction.apply(x, compute, vjp, _WHOLE)
+    def _own_backward_on_every_row(self, bound, x):
+        return (_tuple(bound.get("stride", 1), 1) == (1,) and bound.get("groups", 1) == 1
+                and x.ndim == 3 and x.shape[1] >= MIN_CHANNELS)
 
 
 class _SharedSumFunction(torch.autograd.Function):
@@ -224,13 +221,12 @@ def shared_sum(func, args: tuple, kwargs: dict, pairs) -> Tensor | None:
     the op unchanged) for other calls: in place (``add_``), ``out=``, a constant
     operand, broadcasting, other layouts.
     """
-    raw = getattr(func, "__name__", "")
     if not pairs.batched or len(args) != 2 or set(kwargs) - {"alpha"} or (
-            raw.endswith("_") and not raw.startswith("__")):  # add_/sub_: in place
+            out_of_place(func) is not None):  # add_/sub_: in place
         return None
     a, b = args
     alpha = kwargs.get("alpha", 1)
-    name = raw.strip("_")
+    name = getattr(func, "__name__", "").strip("_")
     if name in ("sub", "rsub"):
         if name == "rsub":
             a, b = b, a
@@ -243,20 +239,3 @@ def shared_sum(func, args: tuple, kwargs: dict, pairs) -> Tensor | None:
             and a.dtype == b.dtype and pairs.dedupable(a) and pairs.dedupable(b)):
         return None
     return _SharedSumFunction.apply(a, b, alpha, pairs)
-
-
-class _Whole:
-    """The identity layout: every row computed (no repeated rows to share)."""
-
-    batched = False
-
-    @staticmethod
-    def examples(x):
-        return x
-
-    @staticmethod
-    def tile(y):
-        return y
-
-
-_WHOLE = _Whole()

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from captum_genomics.deeplift.kernels import fused_available as _fused_available
 from captum_genomics.deeplift.rules.base import Rule, UnsupportedOperationError, requires_grad
 
 __all__ = ["MaxPool", "MaxReduce"]
@@ -49,13 +50,6 @@ def _route(grad, ix, ir, cx, cr, dx, dim=-1):
 def _coefficients(y, yr):
     top = torch.maximum(y, yr)
     return top - yr, y - top
-
-
-def _fused_available(x: Tensor, r: Tensor) -> bool:
-    """Whether the one-pass backward kernel applies (CPU float32/float64, no autocast)."""
-    return (x.device.type == "cpu" and r.device.type == "cpu" and x.dtype == r.dtype
-            and x.dtype in (torch.float32, torch.float64)
-            and not torch.is_autocast_enabled(x.device.type))
 
 
 class _MaxPoolFunction(torch.autograd.Function):

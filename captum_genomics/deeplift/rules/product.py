@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from captum_genomics.deeplift.rules.base import PairCursor, Rule, requires_grad
+from captum_genomics.deeplift.rules.base import PairCursor, Rule, out_of_place, requires_grad
 
 __all__ = ["Product"]
 
@@ -59,11 +59,8 @@ class _ProductFunction(torch.autograd.Function):
 def _writes_into_first(func, args):
     """``Tensor.mul`` (the out-of-place function) for ``a.mul_(b)`` / ``a *= b`` of two
     tensors, else None."""
-    raw = getattr(func, "__name__", "")
-    if raw.endswith("_") and not raw.startswith("__") and len(args) >= 2 and isinstance(
-            args[0], Tensor) and isinstance(args[1], Tensor):
-        plain = getattr(Tensor, raw[:-1], None)
-        return plain if callable(plain) else None
+    if len(args) >= 2 and isinstance(args[0], Tensor) and isinstance(args[1], Tensor):
+        return out_of_place(func)
     return None
 
 

@@ -16,9 +16,11 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from captum_genomics.deeplift.kernels import fused_available
 from captum_genomics.deeplift.rules.base import (
     Rule,
     UnsupportedOperationError,
+    out_of_place,
     requires_grad,
     strip_inplace,
 )
@@ -35,25 +37,15 @@ def _writes_into_input(func: Callable, args: tuple, kwargs: dict) -> Callable | 
     """
     if not args or not isinstance(args[0], Tensor):
         return None
-    raw = getattr(func, "__name__", "")
-    if raw.endswith("_") and not raw.startswith("__"):
-        plain = getattr(Tensor, raw[:-1], None)
-        return plain if callable(plain) else None
     if kwargs.get("inplace"):
         return func  # run out of place: strip_inplace
-    return None
+    return out_of_place(func)
 
 
 def _is_relu(name: str, rest: tuple, kwargs: dict) -> bool:
     """``relu(x)`` with no arguments besides ``x`` (``rest``) but ``inplace``."""
     return (name.strip("_") == "relu" and not rest
             and not {k: v for k, v in kwargs.items() if k != "inplace"})
-
-
-def _fused_available(x: Tensor, r: Tensor) -> bool:
-    """Whether the one-pass ReLU kernel applies (CPU float32/float64)."""
-    return (x.device.type == "cpu" and r.device.type == "cpu" and x.dtype == r.dtype
-            and x.dtype in (torch.float32, torch.float64))
 
 
 def elementwise_derivative(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
@@ -154,9 +146,8 @@ class Rescale(Rule):
         # for the one-pass kernel (CPU float32/float64; not ReLU, whose kernel needs none):
         # f(r) with its version counter, so that an in-place change by the model is noticed
         keep = (isinstance(out, Tensor) and isinstance(r, Tensor) and out.shape == r.shape
-                and _fused_available(r, out)
-                and not _is_relu(getattr(func, "__name__", ""), rest, kw)
-                and not torch.is_autocast_enabled(out.device.type))
+                and fused_available(r, out)
+                and not _is_relu(getattr(func, "__name__", ""), rest, kw))
         return out, (r, rest, kw, (out, out._version) if keep else None)
 
     def apply(self, func, args, kwargs, state, pairs):
@@ -192,12 +183,10 @@ class Rescale(Rule):
             return func(t, *ref_rest, **ref_kwargs)
 
         r = r.to(x.dtype)
-        no_autocast = not torch.is_autocast_enabled(x.device.type)
-        fused = (_is_relu(getattr(func, "__name__", ""), rest, kwargs) and no_autocast
-                 and _fused_available(x, r))
+        fused = _is_relu(getattr(func, "__name__", ""), rest, kwargs) and fused_available(x, r)
         yr = None
-        if recorded is not None and recorded[0]._version == recorded[1] and no_autocast \
-                and recorded[0].dtype == x.dtype:
+        if recorded is not None and recorded[0]._version == recorded[1] \
+                and fused_available(x, r, recorded[0]):
             yr = recorded[0]
         return _RescaleFunction.apply(x, r, fn, fn_ref, self.eps, pairs, fused, yr)
 
