@@ -60,6 +60,11 @@ from captum_genomics._utils.batching import as_input_tuple
 from captum_genomics._utils.grad_mode import autograd_enabled, autograd_tensors
 from captum_genomics._utils.targets import make_selector, validate_target
 from captum_genomics.deeplift.decompositions import DEFAULT_DECOMPOSITIONS, Decomposition
+from captum_genomics.deeplift.layout import (
+    channels_last_activations,
+    view_or_reshape,
+    wants_channels_last,
+)
 from captum_genomics.deeplift.rules.base import (
     PairCursor,
     UnsupportedOperationError,
@@ -131,6 +136,14 @@ def _decomposition(rule: Any, name: str,
     return decompositions.get(name) if rule is None else None
 
 
+def _call(func: Callable, name: str, args: tuple, kwargs: dict) -> Any:
+    """Run an op that has no rule; ``view`` also on channels-last activations
+    (:func:`captum_genomics.deeplift.layout.view_or_reshape`)."""
+    if name == "view":
+        return view_or_reshape(func, args, kwargs)
+    return func(*args, **kwargs)
+
+
 class PassObserver:
     """An optional hook around every op the engine intercepts (off by default).
 
@@ -181,7 +194,7 @@ class _RecordMode(TorchFunctionMode):
 
     def _run(self, func, args, kwargs, name, rule):
         if rule is None:
-            return func(*args, **kwargs)
+            return _call(func, name, args, kwargs)
         out, state = rule.reference(func, args, kwargs)
         self.records.append((name, state))
         return out
@@ -222,7 +235,7 @@ class _ApplyMode(TorchFunctionMode):
                 out = shared_sum(func, args, kwargs, self.pairs)
                 if out is not None:
                     return out
-            out = func(*args, **kwargs)
+            out = _call(func, name, args, kwargs)
             self._check_linear(func, name, args, kwargs, out)
             return out
         if self.position >= len(self.records) or self.records[self.position][0] != name:
@@ -363,6 +376,11 @@ class DeepLiftPasses:
         (scaled dot-product and multi-head attention); pass ``{}`` to turn
         them off. A ``Decomposition`` registered in ``registry`` itself always
         applies.
+    channels_last
+        Run float32 ``conv1d`` on CPU over channels-last activations
+        (:mod:`captum_genomics.deeplift.layout`; callers pass
+        :func:`~captum_genomics.deeplift.layout.wants_channels_last` of the model).
+        Same results up to float32 rounding. Default False.
 
     Attributes
     ----------
@@ -375,7 +393,8 @@ class DeepLiftPasses:
 
     def __init__(self, forward: Callable, registry: RuleRegistry, strict: bool = False,
                  strategy: str = "examples", observer: PassObserver | None = None,
-                 decompositions: Mapping[str, Decomposition] = DEFAULT_DECOMPOSITIONS):
+                 decompositions: Mapping[str, Decomposition] = DEFAULT_DECOMPOSITIONS,
+                 channels_last: bool = False):
         if strategy not in STRATEGIES:
             raise ValueError(
                 f"`strategy` must be one of {', '.join(map(repr, STRATEGIES))}, got "
@@ -388,6 +407,7 @@ class DeepLiftPasses:
         self.decompositions = decompositions
         self.unsupported: dict[str, str] = {}
         self.last_strategy = ""
+        self.channels_last = bool(channels_last)
 
     def run(
         self,
@@ -429,7 +449,8 @@ class DeepLiftPasses:
         with autograd_enabled():  # also inside the caller's no_grad / inference_mode
             inputs, references, input_args, reference_args = autograd_tensors(
                 (inputs, references, input_args, reference_args))
-            return self._run(inputs, references, selectors, input_args, reference_args)
+            with channels_last_activations(self.channels_last):
+                return self._run(inputs, references, selectors, input_args, reference_args)
 
     def _run(self, inputs, references, selectors, input_args, reference_args):
         n, r = inputs[0].shape[0], references[0].shape[1]
@@ -567,7 +588,8 @@ def deeplift_multipliers(
         validate_target(target, n)
         select = make_selector(target, torch.arange(n), n)
 
-    passes = DeepLiftPasses(detached_forward(model), rules or default_rules(), strict)
+    passes = DeepLiftPasses(detached_forward(model), rules or default_rules(), strict,
+                            channels_last=wants_channels_last(model))
     extra = tuple(additional_forward_args)
     (mults,), (yx,), (yr,) = passes.run(xs, tuple(r.unsqueeze(1) for r in rs),
                                         [(select, select)], extra, extra)

@@ -28,6 +28,7 @@ from captum_genomics._utils.devices import module_device, module_dtype
 from captum_genomics._utils.targets import make_selector, validate_target
 from captum_genomics.deeplift.contributions import pair_hypothetical
 from captum_genomics.deeplift.engine import DeepLiftPasses, detached_forward
+from captum_genomics.deeplift.layout import wants_channels_last
 from captum_genomics.deeplift.rules.base import UnsupportedOperationWarning
 from captum_genomics.deeplift.rules.registry import RuleRegistry, default_rules
 
@@ -361,7 +362,8 @@ class ShuffleDeepLiftShap(GradientAttribution):
         device = module_device(self.forward_func, xs[0].device)
         _check_model_dtype(self.forward_func, xs)
 
-        passes = DeepLiftPasses(detached_forward(self.forward_func), registry, strict, strategy)
+        passes = DeepLiftPasses(detached_forward(self.forward_func), registry, strict, strategy,
+                                channels_last=wants_channels_last(self.forward_func))
         n_t = len(target_list)
         if return_multipliers:
             outs = [[torch.empty((n, k, *x.shape[1:]), dtype=x.dtype, device=x.device)

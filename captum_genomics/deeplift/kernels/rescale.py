@@ -20,9 +20,9 @@ and other activations take the torch path in
 from __future__ import annotations
 
 import numpy as np
-import torch
 from torch import Tensor
 
+from captum_genomics.deeplift.layout import as_rows, from_rows, row_order
 from captum_genomics.references._draw import parallel
 from captum_genomics.references._kernels import _kernel
 
@@ -87,17 +87,14 @@ def secant_multipliers(x: Tensor, yx: Tensor, slope: Tensor, r: Tensor, yr: Tens
     ``|x - r| < eps``; the same bits as the torch version in
     :class:`~captum_genomics.deeplift.rules.rescale.Rescale`.
     """
-    n = x.shape[0]
-
-    def rows(t, k):
-        return t.detach().contiguous().reshape(k, -1).numpy()
-
-    xa, ya, sa = rows(x, n), rows(yx, n), rows(slope.to(x.dtype), n)
-    ra, yra = rows(r, r.shape[0] * n), rows(yr.to(x.dtype), r.shape[0] * n)
+    refs = r.flatten(0, 1)
+    order = row_order(refs)  # every operand is read in the references' memory order
+    xa, ya, sa = (as_rows(t, order) for t in (x, yx, slope.to(x.dtype)))
+    ra, yra = as_rows(refs, order), as_rows(yr.flatten(0, 1).to(x.dtype), order)
     out = np.empty_like(ra)
     parallel(_secant_rows, (xa, ya, sa, ra, yra, xa.dtype.type(eps), out), ra.shape[0],
              max(xa.shape[1], 1))
-    return torch.from_numpy(out).reshape(r.shape)
+    return from_rows(out, refs.shape, order).reshape(r.shape)
 
 
 def relu_backward(grad: Tensor, x: Tensor, r: Tensor, eps: float) -> Tensor:
@@ -121,12 +118,12 @@ def relu_backward(grad: Tensor, x: Tensor, r: Tensor, eps: float) -> Tensor:
     Tensor shaped like ``grad``: the multipliers of the ReLU's input, the same bits as the
     torch version of the rule (``grad * ratio``).
     """
-    n = x.shape[0]
-    xa = x.detach().contiguous().reshape(n, -1).numpy()
-    ra = r.detach().contiguous().reshape(r.shape[0] * n, -1).numpy()
-    ga = grad.detach().to(x.dtype).contiguous().reshape(ra.shape).numpy()
+    refs = r.flatten(0, 1)
+    order = row_order(refs)  # every operand is read in the references' memory order
+    xa, ra = as_rows(x, order), as_rows(refs, order)
+    ga = as_rows(grad.to(x.dtype).reshape(refs.shape), order)
     out = np.empty_like(ra)
     consts = np.array([0, 1], dtype=xa.dtype)
     parallel(_relu_backward_rows, (xa, ra, ga, xa.dtype.type(eps), consts, out), ra.shape[0],
              max(xa.shape[1], 1))
-    return torch.from_numpy(out).reshape(grad.shape)
+    return from_rows(out, refs.shape, order).reshape(grad.shape)

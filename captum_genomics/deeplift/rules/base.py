@@ -32,6 +32,8 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import Tensor
 
+from captum_genomics.deeplift.layout import repeat_rows
+
 __all__ = [
     "Rule",
     "PairCursor",
@@ -112,11 +114,12 @@ class PairCursor:
 
     def tile(self, y: Tensor) -> Tensor:
         """Repeat ``y`` ``(n, ...)`` to ``(R * n, ...)`` reference-major (batched layout, a
-        copy: ops run on repeated rows as on any contiguous tensor, so their results do not
-        depend on the batch's layout); ``y`` itself in the others."""
+        copy stored like ``y``, e.g. channels-last: ops run on repeated rows as on any
+        dense tensor, so their results do not depend on the batch's layout); ``y`` itself
+        in the others."""
         if not self.batched or self.n_references == 1:
             return y
-        return y.repeat(self.n_references, *([1] * (y.ndim - 1)))
+        return repeat_rows(y, self.n_references)
 
     def select(self, m: Tensor) -> Tensor:
         """The multipliers ``m`` ``(R, n, ...)`` the running backward needs: all of them as

@@ -39,6 +39,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from captum_genomics.deeplift.layout import (
+    channels_last_applies,
+    conv1d_channels_last,
+    in_order,
+    row_order,
+)
 from captum_genomics.deeplift.rules.base import PairCursor, Rule, out_of_place, requires_grad
 
 __all__ = ["Conv1dInputGradient", "SharedLinear", "shared_sum", "MIN_CHANNELS"]
@@ -88,8 +94,10 @@ def _padding(value: Any, kernel: tuple[int, ...], dilation: tuple[int, ...]):
     return _tuple(value, len(kernel))
 
 
-def _conv_vjp(weight: Tensor, stride, padding, dilation, groups) -> Callable:
-    """Input gradient of a convolution for ``grad`` over any number of rows."""
+def _conv_vjp(weight: Tensor, stride, padding, dilation, groups,
+              channels_last: bool = False) -> Callable:
+    """Input gradient of a convolution for ``grad`` over any number of rows
+    (channels-last where the forward was, :mod:`captum_genomics.deeplift.layout`)."""
     d = weight.ndim - 2
     flip = (d == 1 and groups == 1 and stride == (1,) and weight.shape[1] >= MIN_CHANNELS
             and padding[0] <= dilation[0] * (weight.shape[-1] - 1))
@@ -98,7 +106,10 @@ def _conv_vjp(weight: Tensor, stride, padding, dilation, groups) -> Callable:
         back = dilation[0] * (weight.shape[-1] - 1) - padding[0]
 
         def vjp(grad, shape):
-            return F.conv1d(grad, flipped.to(grad.dtype), None, 1, back, dilation[0], 1)
+            w = flipped.to(grad.dtype)
+            if channels_last and grad.dtype == torch.float32:
+                return conv1d_channels_last(grad, w, None, (1,), (back,), dilation, 1)
+            return F.conv1d(grad, w, None, 1, back, dilation[0], 1)
         return vjp
 
     def vjp(grad, shape):
@@ -131,6 +142,39 @@ class SharedLinear(Rule):
     def record(self, args, kwargs, output):
         return None
 
+    def reference(self, func, args, kwargs):
+        bound = self._bind(func, args, kwargs)
+        fast = self._channels_last(func, bound)
+        if fast is None:
+            return func(*args, **kwargs), None
+        return fast(bound["input"]), None
+
+    def _channels_last(self, func, bound: dict) -> Callable | None:
+        """``x -> conv1d(x, weight, ...)`` on channels-last storage
+        (:mod:`captum_genomics.deeplift.layout`), or None where that does not apply."""
+        if getattr(func, "__name__", "") != "conv1d":
+            return None
+        x, weight, bias = bound.get("input"), bound.get("weight"), bound.get("bias")
+        if not channels_last_applies(x, weight) or requires_grad(weight) or requires_grad(bias) \
+                or (bias is not None and not (isinstance(bias, Tensor)
+                                              and bias.dtype == weight.dtype)):
+            return None
+        stride = _tuple(bound.get("stride", 1), 1)
+        dilation = _tuple(bound.get("dilation", 1), 1)
+        groups = bound.get("groups", 1)
+        if stride is None or dilation is None or not isinstance(groups, int) or \
+                isinstance(groups, bool) or set(bound) - set(_CONV_ARGS):
+            return None
+        padding = _padding(bound.get("padding", 0), tuple(weight.shape[2:]), dilation)
+        if padding is None:
+            return None
+        weight = weight.detach()
+        bias = None if bias is None else bias.detach()
+
+        def conv(t):
+            return conv1d_channels_last(t, weight, bias, stride, padding, dilation, groups)
+        return conv
+
     def _bind(self, func, args, kwargs) -> dict:
         names = _LINEAR_ARGS if getattr(func, "__name__", "") == "linear" else _CONV_ARGS
         bound = dict(zip(names, args))
@@ -140,24 +184,26 @@ class SharedLinear(Rule):
     def apply(self, func, args, kwargs, state, pairs):
         bound = self._bind(func, args, kwargs)
         x, weight, bias = bound.get("input"), bound.get("weight"), bound.get("bias")
+        fast = self._channels_last(func, bound)  # as in the reference pass
         if not requires_grad(x) or requires_grad(weight) or requires_grad(bias) or \
                 not isinstance(weight, Tensor):
-            return func(*args, **kwargs)
+            return func(*args, **kwargs) if fast is None else fast(x)
         weight = weight.detach()
         bias = None if bias is None else bias.detach()
         vjp = self._vjp(func, bound, x, weight)
         if vjp is None:
-            return func(*args, **kwargs)
+            return func(*args, **kwargs) if fast is None else fast(x)
         if pairs.batched and pairs.dedupable(x):
             layout = pairs
         elif self._own_backward_on_every_row(bound, x):
             layout = PairCursor(x.shape[0], 1)  # every row computed, nothing to share
         else:
-            return func(*args, **kwargs)
+            return func(*args, **kwargs) if fast is None else fast(x)
         rest = {k: v for k, v in bound.items() if k not in ("input", "weight", "bias")}
-
-        def compute(t):
-            return func(t, weight, bias, **rest)
+        compute = fast
+        if compute is None:
+            def compute(t):
+                return func(t, weight, bias, **rest)
 
         return _SharedFunction.apply(x, compute, vjp, layout)
 
@@ -181,7 +227,8 @@ class SharedLinear(Rule):
         padding = _padding(bound.get("padding", 0), kernel, dilation)
         if padding is None:
             return None
-        return _conv_vjp(weight, stride, padding, dilation, groups)
+        return _conv_vjp(weight, stride, padding, dilation, groups,
+                         d == 1 and channels_last_applies(x, weight))
 
 
 class Conv1dInputGradient(SharedLinear):
@@ -203,10 +250,13 @@ class _SharedSumFunction(torch.autograd.Function):
     def forward(ctx, a_rows, b_rows, alpha, pairs):
         ctx.alpha = alpha
         a, b = pairs.examples(a_rows), pairs.examples(b_rows)
-        return pairs.tile(torch.add(a, b, alpha=alpha) if alpha != 1 else a + b)
+        out = pairs.tile(torch.add(a, b, alpha=alpha) if alpha != 1 else a + b)
+        ctx.order = row_order(out)
+        return out
 
     @staticmethod
     def backward(ctx, grad):
+        grad = in_order(grad, ctx.order)  # in the activations' layout (deeplift.layout)
         return grad, (grad if ctx.alpha == 1 else grad * ctx.alpha), None, None
 
 
