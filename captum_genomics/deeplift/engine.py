@@ -136,6 +136,30 @@ def _decomposition(rule: Any, name: str,
     return decompositions.get(name) if rule is None else None
 
 
+#: Ops (normalized names) and tensor properties that read a tensor's metadata only, never
+#: its values: a pending tile (:meth:`~captum_genomics.deeplift.rules.base.PairCursor.fill`)
+#: passes through them unwritten. Any other op without a rule writes the tiles it reads
+#: first (``.T``, ``.data``, views, ``__bool__``, printing: everything else).
+_METADATA = frozenset((
+    "size", "dim", "numel", "nelement", "stride", "storage_offset", "is_contiguous",
+    "element_size", "is_floating_point", "is_complex", "is_signed", "get_device", "len",
+    "data_ptr", "requires_grad",
+))
+_METADATA_PROPERTIES = frozenset((
+    "shape", "dtype", "device", "ndim", "layout", "requires_grad", "is_leaf", "grad_fn",
+    "is_cuda", "is_cpu", "is_meta", "is_sparse", "is_quantized", "is_mkldnn", "itemsize",
+    "nbytes", "names", "output_nr", "_version",
+))
+
+
+def _reads_values(func: Callable, name: str) -> bool:
+    """Whether op ``func`` (registry name ``name``) may read the values of its tensors."""
+    if name == "get":  # a property: Tensor.shape.__get__ and the like
+        owner = getattr(func, "__self__", None)
+        return getattr(owner, "__name__", None) not in _METADATA_PROPERTIES
+    return name not in _METADATA
+
+
 def _call(func: Callable, name: str, args: tuple, kwargs: dict) -> Any:
     """Run an op that has no rule; ``view`` also on channels-last activations
     (:func:`captum_genomics.deeplift.layout.view_or_reshape`)."""
@@ -230,11 +254,14 @@ class _ApplyMode(TorchFunctionMode):
         return self._run(func, args, kwargs, name, rule)
 
     def _run(self, func, args, kwargs, name, rule):
+        lazy = self.pairs.lazy
         if rule is None:
             if self.pairs.batched and name in _SUMS:
                 out = shared_sum(func, args, kwargs, self.pairs)
                 if out is not None:
                     return out
+            if lazy and _reads_values(func, name):
+                self.pairs.fill_in((args, kwargs))
             out = _call(func, name, args, kwargs)
             self._check_linear(func, name, args, kwargs, out)
             return out
@@ -253,6 +280,8 @@ class _ApplyMode(TorchFunctionMode):
             raise ValueError(_NOT_BATCH_FIRST)
         self.records[self.position] = (name, None)  # free the reference activation early
         self.position += 1
+        if lazy and not rule.reads_examples_only:
+            self.pairs.fill_in((args, kwargs))
         return rule.apply(func, args, kwargs, state, self.pairs)
 
     def _check_linear(self, func, name, args, kwargs, out) -> None:
@@ -472,8 +501,9 @@ class DeepLiftPasses:
             # every pair gets its own row: inputs repeated reference-major, one backward
             xs = tuple(x.unsqueeze(0).expand(r, *x.shape).reshape(r * n, *x.shape[1:])
                        .detach().requires_grad_(True) for x in inputs)
-            pairs = PairCursor(n, r, batched=True) if strategy == "batched" \
-                else PairCursor(r * n, 1)
+            # lazy tiles (PairCursor.fill) unless an observer looks at every op's tensors
+            pairs = PairCursor(n, r, batched=True, lazy=self.observer is None) \
+                if strategy == "batched" else PairCursor(r * n, 1)
             args, select = reference_args, [s for _, s in selectors]
         per_pair = strategy == "batched" or (strategy == "pairs" and r > 1)
         self.last_strategy = strategy
@@ -482,6 +512,7 @@ class DeepLiftPasses:
         with torch.enable_grad():
             with attributed_inputs(xs), fused_attention_disabled(), apply:
                 out_x = self.forward(*xs, *args)
+            pairs.fill_all()  # what the forward returned or kept: every row written
             if apply.position != len(record.records):
                 raise RuntimeError(
                     f"The model ran {len(record.records)} ruled ops on the references but "

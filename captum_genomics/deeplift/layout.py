@@ -40,7 +40,7 @@ from torch import Tensor
 
 __all__ = ["CHANNELS_LAST", "wants_channels_last", "channels_last_activations",
            "channels_last_applies", "conv1d_channels_last", "row_order",
-           "as_rows", "from_rows", "repeat_rows", "in_order", "view_or_reshape"]
+           "as_rows", "from_rows", "empty_rows", "repeat_rows", "in_order", "view_or_reshape"]
 
 #: Channels-last activations for every model (True), none (False), or where they pay
 #: (None, the default: :func:`wants_channels_last`).
@@ -180,6 +180,22 @@ def in_order(t: Tensor, order: tuple[int, ...] | None) -> Tensor:
     return t.permute(perm).contiguous().permute(inverse)
 
 
+def empty_rows(y: Tensor, times: int) -> Tensor:
+    """An uninitialised ``(times * n, ...)`` tensor stored like ``y`` ``(n, ...)``
+    (channels-last stays channels-last); a tensor of its own, not a view."""
+    shape = (times * y.shape[0],) + tuple(y.shape[1:])
+    order = row_order(y) if y.ndim > 1 else None
+    if order is None or y.is_contiguous():
+        return y.new_empty(shape)
+    perm = _permutation(order)
+    strides = [0] * len(shape)
+    step = 1
+    for p in reversed(perm):
+        strides[p] = step
+        step *= shape[p]
+    return torch.empty_strided(shape, strides, dtype=y.dtype, device=y.device)
+
+
 def repeat_rows(y: Tensor, times: int) -> Tensor:
     """``y.repeat(times, 1, ...)`` stored in ``y``'s own layout (a copy).
 
@@ -189,14 +205,7 @@ def repeat_rows(y: Tensor, times: int) -> Tensor:
     order = row_order(y) if y.ndim > 1 else None
     if order is None or y.is_contiguous():
         return y.repeat(times, *([1] * (y.ndim - 1)))
-    perm = _permutation(order)
-    shape = (times * y.shape[0],) + tuple(y.shape[1:])
-    strides = [0] * len(shape)
-    step = 1
-    for p in reversed(perm):  # a tensor of its own (not a view) stored in perm's order
-        strides[p] = step
-        step *= shape[p]
-    out = torch.empty_strided(shape, strides, dtype=y.dtype, device=y.device)
+    out = empty_rows(y, times)
     out.view(times, *y.shape).copy_(y.unsqueeze(0).expand(times, *y.shape))
     return out
 

@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import weakref
 from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor
 
-from captum_genomics.deeplift.layout import repeat_rows
+from captum_genomics.deeplift.layout import empty_rows, repeat_rows
 
 __all__ = [
     "Rule",
@@ -85,11 +86,15 @@ class PairCursor:
         Whether the input pass holds every pair as its own, repeated row.
     """
 
-    def __init__(self, n_examples: int, n_references: int, batched: bool = False):
+    def __init__(self, n_examples: int, n_references: int, batched: bool = False,
+                 lazy: bool = False):
         self.n_examples = int(n_examples)
         self.n_references = int(n_references)
         self.k = 0
         self.batched = bool(batched)
+        self.lazy = bool(lazy) and self.batched and self.n_references > 1
+        self._pending: dict[int, weakref.ref] = {}
+        self._tiles: dict[int, tuple[weakref.ref, int]] = {}
 
     @property
     def n_rows(self) -> int:
@@ -119,7 +124,65 @@ class PairCursor:
         in the others."""
         if not self.batched or self.n_references == 1:
             return y
-        return repeat_rows(y, self.n_references)
+        if not self.lazy:
+            out = repeat_rows(y, self.n_references)
+            self._tiles[id(out)] = (weakref.ref(out), out._version)
+            return out
+        # rows n.. are written only when something reads them (see `fill`)
+        out = empty_rows(y, self.n_references)
+        with torch.no_grad():
+            out[:self.n_examples].copy_(y)
+        self._pending[id(out)] = weakref.ref(out)
+        return out
+
+    def is_pending(self, t: Any) -> bool:
+        """Whether ``t`` is a tile of this cursor whose repeated rows are not written yet."""
+        ref = self._pending.get(id(t))
+        return ref is not None and ref() is t
+
+    def fill(self, t: Any) -> None:
+        """Write the repeated rows of a pending tile (``lazy`` cursors; a no-op otherwise).
+
+        With ``lazy=True`` :meth:`tile` writes only the ``n`` example rows of its
+        ``(R * n, ...)`` output: the rules that share work (convolutions, dense layers,
+        activations, sums) read nothing else. The engine calls ``fill`` on every
+        tensor an op reads before that op runs, unless the op's rule reads the
+        example rows only (``Rule.reads_examples_only``), and on every tile still
+        alive after the forward, so no other code ever sees an unwritten row. The
+        rows are written through ``t.data``: they were never read, so no saved tensor
+        changes, and ``t``'s version counter stays as it was.
+        """
+        ref = self._pending.pop(id(t), None)
+        if ref is None or ref() is not t:
+            return
+        n, r = self.n_examples, self.n_references
+        with torch.no_grad():
+            data = t.data
+            blocks = data.view(r, n, *data.shape[1:])
+            blocks[1:].copy_(blocks[0].unsqueeze(0).expand(r - 1, *blocks.shape[1:]))
+        self._tiles[id(t)] = (weakref.ref(t), t._version)
+
+    def fill_in(self, obj: Any) -> None:
+        """:meth:`fill` every tensor in ``obj`` (nested tuples, lists, dicts)."""
+        if not self._pending:
+            return
+        stack = [obj]
+        while stack:
+            o = stack.pop()
+            if isinstance(o, Tensor):
+                self.fill(o)
+            elif isinstance(o, (tuple, list)):
+                stack.extend(o)
+            elif isinstance(o, dict):
+                stack.extend(o.values())
+
+    def fill_all(self) -> None:
+        """:meth:`fill` every pending tile still alive (the end of the input pass)."""
+        for ref in list(self._pending.values()):
+            t = ref()
+            if t is not None:
+                self.fill(t)
+        self._pending.clear()
 
     def select(self, m: Tensor) -> Tensor:
         """The multipliers ``m`` ``(R, n, ...)`` the running backward needs: all of them as
@@ -147,7 +210,10 @@ class PairCursor:
                 and x.shape[0] == self.n_examples * self.n_references):
             return False
         n = self.n_examples
-        if self.n_references == 1:
+        if self.n_references == 1 or self.is_pending(x):
+            return True
+        known = self._tiles.get(id(x))  # a tile of this cursor, unchanged since
+        if known is not None and known[0]() is x and known[1] == x._version:
             return True
         a = x[:n].detach()
         blocks = (x[n:2 * n].detach(), x[-n:].detach())  # the second and the last block
@@ -208,6 +274,11 @@ class Rule:
 
     #: Human-readable name of the rule, used in ``repr`` and messages.
     name = "rule"
+
+    #: True for rules whose :meth:`apply` reads only ``pairs.examples(x)`` of a tensor in
+    #: the batched layout, or calls ``pairs.fill(x)`` before reading more (see
+    #: :meth:`PairCursor.fill`); the engine fills every argument of the other rules first.
+    reads_examples_only = False
 
     def reference(self, func: Callable, args: tuple, kwargs: dict) -> tuple[Any, Any]:
         """Run ``func`` in the reference pass; return ``(output, state)``."""

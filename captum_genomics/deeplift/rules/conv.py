@@ -138,6 +138,7 @@ class SharedLinear(Rule):
     """
 
     name = "shared-linear"
+    reads_examples_only = True
 
     def record(self, args, kwargs, output):
         return None
@@ -185,20 +186,26 @@ class SharedLinear(Rule):
         bound = self._bind(func, args, kwargs)
         x, weight, bias = bound.get("input"), bound.get("weight"), bound.get("bias")
         fast = self._channels_last(func, bound)  # as in the reference pass
+
+        def whole():  # the op on every row, unchanged
+            pairs.fill_in((args, kwargs))
+            return func(*args, **kwargs) if fast is None else fast(x)
+
         if not requires_grad(x) or requires_grad(weight) or requires_grad(bias) or \
                 not isinstance(weight, Tensor):
-            return func(*args, **kwargs) if fast is None else fast(x)
+            return whole()
         weight = weight.detach()
         bias = None if bias is None else bias.detach()
         vjp = self._vjp(func, bound, x, weight)
         if vjp is None:
-            return func(*args, **kwargs) if fast is None else fast(x)
+            return whole()
         if pairs.batched and pairs.dedupable(x):
             layout = pairs
         elif self._own_backward_on_every_row(bound, x):
+            pairs.fill(x)
             layout = PairCursor(x.shape[0], 1)  # every row computed, nothing to share
         else:
-            return func(*args, **kwargs) if fast is None else fast(x)
+            return whole()
         rest = {k: v for k, v in bound.items() if k not in ("input", "weight", "bias")}
         compute = fast
         if compute is None:

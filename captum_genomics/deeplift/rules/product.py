@@ -92,6 +92,7 @@ class Product(Rule):
         if plain is not None:
             # a.mul_(b) as a statement: the rule on a copy of a, written back into a
             out = self.apply(plain, (a.clone(),) + tuple(args[1:]), kwargs, state, pairs)
+            pairs.fill(out)  # every row is read here
             a.copy_(out)
             return a
         ar, br = state

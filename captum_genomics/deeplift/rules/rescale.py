@@ -69,7 +69,8 @@ class _RescaleFunction(torch.autograd.Function):
         ctx.pairs = pairs
         ctx.fused, ctx.eps = fused, eps
         if fused:  # ReLU on CPU: the multipliers are computed in the backward's one pass
-            ctx.save_for_backward(x, pairs.split(r))
+            # a copy of the example rows: a view would keep the whole R * n tile alive
+            ctx.save_for_backward(x.clone() if pairs.batched else x, pairs.split(r))
             return pairs.tile(y)
         if yr is not None:  # f(r) from the reference pass: one pass (deeplift.kernels)
             from captum_genomics.deeplift.kernels.rescale import secant_multipliers
@@ -125,6 +126,7 @@ class Rescale(Rule):
     """
 
     name = "rescale"
+    reads_examples_only = True
 
     def __init__(self, eps: float = 1e-6):
         self.eps = float(eps)
@@ -155,13 +157,16 @@ class Rescale(Rule):
         if plain is not None and requires_grad(args[0]):
             # x.relu_(): the rule on a copy of x (its saved tensors must not change), written
             # back into x, whose history then continues through the rule
+            pairs.fill(args[0])
             out = self.apply(plain, (args[0].clone(),) + args[1:], strip_inplace(kwargs),
                              state, pairs)
+            pairs.fill(out)  # every row is read here
             args[0].copy_(out)
             return args[0]
         kwargs = strip_inplace(kwargs)
         x = args[0]
         if not requires_grad(x):
+            pairs.fill_in((args, kwargs))
             return func(*args, **kwargs)
         if any(requires_grad(a) for a in args[1:]) or any(
             requires_grad(v) for v in kwargs.values()

@@ -1,0 +1,112 @@
+"""Lazy tiles in the batched layout (PairCursor.fill): rows written only when read.
+
+The reference is the same engine with eager tiles (a PassObserver turns lazy tiles
+off, so every tile is written when it is made), in float64: multipliers must be equal
+bitwise, and every tensor the model reads or keeps must hold all of its rows.
+"""
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from captum_genomics import ShuffleDeepLiftShap
+from captum_genomics.deeplift.engine import DeepLiftPasses, PassObserver, detached_forward
+from captum_genomics.deeplift.rules import default_rules
+from captum_genomics.deeplift.rules.base import PairCursor
+from tests.conftest import random_one_hot
+
+
+def test_pending_tile_rows_and_fill():
+    pairs = PairCursor(2, 3, batched=True, lazy=True)
+    y = torch.arange(8.0).reshape(2, 4)
+    t = pairs.tile(y)
+    assert t.shape == (6, 4) and pairs.is_pending(t)
+    assert torch.equal(t[:2], y)
+    assert pairs.dedupable(t)  # known repeated rows: no values read
+    version = t._version
+    pairs.fill(t)
+    assert not pairs.is_pending(t)
+    assert torch.equal(t, y.repeat(3, 1))
+    assert t._version == version  # nothing saved from the example rows is invalidated
+    assert pairs.dedupable(t)
+    t.add_(1.0)  # changed in place: checked again from its values (still repeated)
+    assert pairs.dedupable(t)
+    t[3] += 1.0
+    assert not pairs.dedupable(t)
+
+
+def test_fill_in_and_fill_all():
+    pairs = PairCursor(1, 4, batched=True, lazy=True)
+    a, b = pairs.tile(torch.ones(1, 3)), pairs.tile(torch.full((1, 2), 2.0))
+    pairs.fill_in({"x": [(a,)], "y": 3})
+    assert torch.equal(a, torch.ones(4, 3)) and pairs.is_pending(b)
+    pairs.fill_all()
+    assert torch.equal(b, torch.full((4, 2), 2.0)) and not pairs.is_pending(b)
+
+
+def test_eager_cursors_never_leave_rows_unwritten():
+    for pairs in (PairCursor(2, 3, batched=True), PairCursor(2, 1, batched=True, lazy=True),
+                  PairCursor(2, 3, lazy=True)):
+        t = pairs.tile(torch.ones(2, 5))
+        assert not pairs.is_pending(t)
+        assert torch.equal(t, torch.ones(t.shape[0], 5))
+
+
+class _Reader(nn.Module):
+    """Reads shared outputs every way a model can: properties, views, slices, concatenation,
+    printing to a list, in-place writes, a stash on the module read after the call, and
+    returns the max-pool indices."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv1d(4, 6, 3, padding=1)
+        self.c2 = nn.Conv1d(6, 6, 3, padding=2, dilation=2)
+        self.c3 = nn.Conv1d(6, 6, 1)
+        self.fc = nn.Linear(6 * 6 + 6, 2)
+        self.kept = []
+
+    def forward(self, x):
+        h = F.relu(self.c1(x))
+        a = self.c2(h)
+        self.kept.append(self.c3(h))        # stashed, read only after the call
+        t = a.data.mT.sum() * 0             # .data, .mT: views of a shared output
+        u = h[:, :3] * 2.0                  # a slice
+        rows = float(len(h.tolist()))       # values as Python numbers
+        a = F.relu(a) + torch.cat([u, u], 1)
+        b = self.c3(a)
+        b += a                              # in place on a shared output
+        F.relu(b, inplace=True)             # in place, as a statement
+        p, idx = F.max_pool1d(b, 2, return_indices=True)
+        flat = torch.cat([p.view(p.shape[0], -1), b.mean(-1)], 1)
+        return self.fc(flat) + t + 0 * rows, idx
+
+
+@pytest.mark.parametrize("n_examples,n_references", [(1, 4), (3, 4), (2, 1)])
+def test_lazy_and_eager_tiles_give_the_same_bits(n_examples, n_references):
+    torch.manual_seed(0)
+    model = _Reader().double().eval()
+    forward = detached_forward(model)
+    g = torch.Generator().manual_seed(1)
+    x = random_one_hot(n_examples, 12, g)
+    refs = random_one_hot(n_examples * n_references, 12, g).reshape(
+        n_examples, n_references, 4, 12)
+    sel = (lambda y: y[0][:, 1], lambda y: y[0][:, 1])
+    results, kept, last = [], [], []
+    for observer in (None, PassObserver()):
+        model.kept.clear()
+        passes = DeepLiftPasses(forward, default_rules(), strategy="batched",
+                                observer=observer)
+        mult, out, ref_out = passes.run((x,), (refs,), [sel])
+        results.append((mult[0][0], out[0], ref_out[0]))
+        kept.append(model.kept[-1].detach().clone())  # the input pass's stashed activation
+        last.append(model.kept[-1])
+    for lazy, eager in zip(results[0], results[1]):
+        assert torch.equal(lazy, eager)
+    assert torch.equal(kept[0], kept[1])
+    rows = kept[0].reshape(n_references, n_examples, *kept[0].shape[1:])
+    assert torch.equal(rows, rows[:1].expand_as(rows))  # every row written
+    # and the attributions are additive
+    _, delta = ShuffleDeepLiftShap(lambda t: model(t)[0]).attribute(
+        x, references=refs, target=1, return_convergence_delta=True)
+    assert delta.abs().max() < 1e-10
