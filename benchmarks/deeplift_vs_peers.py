@@ -18,9 +18,14 @@ example-reference pairs per batch, CPU, float32. For each model, in one run:
   subprocess: the rise of VmHWM over the resident set after set-up, "cold" with the
   call as the process's first, "warm" after one call on one example; Linux only).
 
+Each model is measured in a fresh Python process (``--in-process`` to measure all in
+this one): tangermeme's time on a model moved by up to 1.5x depending on which
+models ran before it in the same process (the allocator's state), ours much less.
+The JSON keeps every round's ratio besides the medians.
+
 Usage: ``python benchmarks/deeplift_vs_peers.py [--models bpnet,basset,transformer]
-[--rounds 3] [--skip-memory] [--json PATH]``; the default JSON is
-``benchmarks/results/deeplift_vs_peers_cpu<threads>.json``.
+[--rounds 3] [--skip-memory] [--skip-targets] [--in-process] [--json PATH]``; the
+default JSON is ``benchmarks/results/deeplift_vs_peers_cpu<threads>.json``.
 """
 
 from __future__ import annotations
@@ -80,10 +85,12 @@ def speed(case, rounds: int) -> dict:
             cpu[name].append(c)
     med = {k: statistics.median(v) for k, v in wall.items()}
     med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    per_round = [t / o for t, o in zip(wall["tangermeme"], wall["ours"])]
     out = {"pairs": pairs, "rounds": rounds,
            "seconds": {k: [round(t, 4) for t in v] for k, v in wall.items()},
            "median_seconds": med, "pairs_per_s": {k: pairs / v for k, v in med.items()},
            "speedup_vs_tangermeme": med["tangermeme"] / med["ours"],
+           "speedup_vs_tangermeme_per_round": [round(v, 3) for v in per_round],
            "cpu_time_speedup_vs_tangermeme": med_cpu["tangermeme"] / med_cpu["ours"],
            "ours_over_plain": med["ours"] / med["plain_fwd_bwd"],
            "tangermeme_over_plain": med["tangermeme"] / med["plain_fwd_bwd"],
@@ -160,29 +167,55 @@ def memory(name: str = "bpnet", ns=(8, 32, 64)) -> dict:
     return out
 
 
+def measure_model(name: str, rounds: int, targets: bool) -> dict:
+    """Speed, agreement and (optionally) 8 targets of one model, in this process."""
+    case = make_case(name)
+    rec = {"description": case.description, "speed": speed(case, rounds),
+           "agreement": agreement(case)}
+    if targets and name != "transformer":
+        rec["eight_targets"] = eight_targets(case, rounds)
+    return rec
+
+
+def measure_model_fresh(name: str, rounds: int, targets: bool) -> dict:
+    """:func:`measure_model` in a fresh Python process: the allocator's and oneDNN's state
+    left by the models measured before do not reach this one."""
+    code = (f"import json, sys; sys.path.insert(0, {HERE!r}); "
+            f"from deeplift_vs_peers import measure_model; "
+            f"print('JSON' + json.dumps(measure_model({name!r}, {rounds}, {targets}), "
+            f"default=str))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    line = next(x for x in reversed(res.stdout.splitlines()) if x.startswith("JSON"))
+    return json.loads(line[4:])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-targets", action="store_true")
+    parser.add_argument("--in-process", action="store_true",
+                        help="measure every model in this process (default: one fresh "
+                             "process per model)")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     env = environment()
     print(f"{env['cpu_model']}; torch {env['torch']}, {env['torch_threads']} threads")
-    result = {"what": __doc__.splitlines()[0], **env, "batch_pairs": BATCH, "models": {}}
+    result = {"what": __doc__.splitlines()[0], **env, "batch_pairs": BATCH,
+              "fresh_process_per_model": not args.in_process, "models": {}}
+    measure = measure_model if args.in_process else measure_model_fresh
     for name in args.models.split(","):
-        case = make_case(name)
-        rec = {"description": case.description, "speed": speed(case, args.rounds),
-               "agreement": agreement(case)}
-        if not args.skip_targets and name != "transformer":
-            rec["eight_targets"] = eight_targets(case, args.rounds)
+        rec = measure(name, args.rounds, not args.skip_targets)
         result["models"][name] = rec
         s = rec["speed"]
-        print(f"\n{name}: {case.description}; {s['pairs']} pairs, batch {BATCH}")
+        print(f"\n{name}: {rec['description']}; {s['pairs']} pairs, batch {BATCH}")
         for k, v in s["pairs_per_s"].items():
             print(f"  {k:>14}: {v:8.1f} pairs/s  ({s['median_seconds'][k]:.3f} s)")
-        print(f"  ours vs tangermeme: {s['speedup_vs_tangermeme']:.2f}x (CPU time "
+        rounds = s["speedup_vs_tangermeme_per_round"]
+        print(f"  ours vs tangermeme: {s['speedup_vs_tangermeme']:.2f}x (rounds "
+              f"{min(rounds):.2f}-{max(rounds):.2f}x; CPU time "
               f"{s['cpu_time_speedup_vs_tangermeme']:.2f}x); batched vs examples "
               f"{s['batched_speedup_vs_examples']:.2f}x; ours / plain fwd+bwd "
               f"{s['ours_over_plain']:.2f}")

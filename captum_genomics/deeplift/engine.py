@@ -523,6 +523,7 @@ class DeepLiftPasses:
         del out_x
         multipliers, outputs = [], []
         n_backward = 1 if per_pair else pairs.n_references
+        pairs.n_backward = n_backward * len(selected)  # rules may keep multipliers for reuse
         for t, y in enumerate(selected):
             per_k: list[tuple[Tensor, ...]] = []
             for k in range(n_backward):

@@ -92,6 +92,10 @@ class PairCursor:
         self.n_references = int(n_references)
         self.k = 0
         self.batched = bool(batched)
+        #: backward passes the engine runs through the input pass's graph (targets times,
+        #: in the "examples" layout, references): above 1 a rule may keep multipliers it
+        #: computes in its backward for the next pass
+        self.n_backward = 1
         self.lazy = bool(lazy) and self.batched and self.n_references > 1
         self._pending: dict[int, weakref.ref] = {}
         self._tiles: dict[int, tuple[weakref.ref, int]] = {}

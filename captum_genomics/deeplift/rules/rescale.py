@@ -102,6 +102,11 @@ class _RescaleFunction(torch.autograd.Function):
             x, r = ctx.saved_tensors
             if not pairs.batched and r.shape[0] > 1:
                 r = r[pairs.k:pairs.k + 1]
+            elif pairs.batched and pairs.n_backward > 1:  # several targets: keep the ratio
+                ratio = getattr(ctx, "ratio", None)
+                if ratio is None:  # 1 * ratio: the kernel's bits, as grad * ratio are
+                    ratio = ctx.ratio = relu_backward(torch.ones_like(grad), x, r, ctx.eps)
+                return grad * ratio, None, None, None, None, None, None, None
             return relu_backward(grad, x, r, ctx.eps), None, None, None, None, None, None, None
         (ratio,) = ctx.saved_tensors
         return grad * pairs.select(ratio), None, None, None, None, None, None, None
