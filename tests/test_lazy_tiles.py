@@ -17,6 +17,12 @@ from captum_genomics.deeplift.rules.base import PairCursor
 from tests.conftest import random_one_hot
 
 
+@pytest.fixture(autouse=True)
+def poisoned(monkeypatch):
+    """Unwritten rows of lazy tiles hold NaN, so any read of one changes the results."""
+    monkeypatch.setattr(PairCursor, "poison_pending", True)
+
+
 def test_pending_tile_rows_and_fill():
     pairs = PairCursor(2, 3, batched=True, lazy=True)
     y = torch.arange(8.0).reshape(2, 4)
@@ -110,3 +116,51 @@ def test_lazy_and_eager_tiles_give_the_same_bits(n_examples, n_references):
     _, delta = ShuffleDeepLiftShap(lambda t: model(t)[0]).attribute(
         x, references=refs, target=1, return_convergence_delta=True)
     assert delta.abs().max() < 1e-10
+
+
+class _Attention(nn.Module):
+    """Products of two input-dependent tensors (in place too), softmax (with a dtype),
+    layer norm, scalar products and an encoder layer: the other rules that read only the
+    example rows, and their fallbacks."""
+
+    def __init__(self, d=8):
+        super().__init__()
+        self.embed = nn.Conv1d(4, d, 3, padding=1)
+        self.norm = nn.LayerNorm(d)
+        self.q, self.k = nn.Linear(d, d), nn.Linear(d, d)
+        self.layer = nn.TransformerEncoderLayer(d, 2, 16, dropout=0.0, batch_first=True)
+        self.head = nn.Linear(d, 2)
+
+    def forward(self, x):
+        h = self.embed(x).transpose(1, 2)            # (N, T, d)
+        h = self.norm(h)
+        q, k = self.q(h), self.k(h)
+        scores = (q * 0.5) @ k.transpose(1, 2)      # the product rule's (lazy) output
+        w = torch.softmax(scores, dim=-1, dtype=torch.float32)  # a converted copy
+        a = torch.bmm(w.to(h.dtype), h)
+        a.mul_(torch.sigmoid(q))                     # in place, two input-dependent tensors
+        g = a * h                                    # a product the rule shares
+        out = self.layer(g + a)
+        return self.head(out.mean(1))
+
+
+@pytest.mark.parametrize("n_examples", [1, 3])
+def test_lazy_tiles_in_attention_layers(n_examples):
+    torch.manual_seed(1)
+    model = _Attention().double().eval()
+    forward = detached_forward(model)
+    g = torch.Generator().manual_seed(2)
+    x = random_one_hot(n_examples, 10, g)
+    refs = random_one_hot(n_examples * 3, 10, g).reshape(n_examples, 3, 4, 10)
+    sel = (lambda y: y[:, 0], lambda y: y[:, 0])
+    runs = []
+    for observer in (None, PassObserver()):
+        passes = DeepLiftPasses(forward, default_rules(), strategy="batched",
+                                observer=observer)
+        mult, out, ref_out = passes.run((x,), (refs,), [sel])
+        runs.append((mult[0][0], out[0], ref_out[0]))
+    for lazy, eager in zip(*runs):
+        assert torch.equal(lazy, eager)
+    _, delta = ShuffleDeepLiftShap(model).attribute(x, references=refs, target=0,
+                                                    return_convergence_delta=True)
+    assert delta.abs().max() < 1e-5  # the float32 softmax

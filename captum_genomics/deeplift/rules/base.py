@@ -86,6 +86,10 @@ class PairCursor:
         Whether the input pass holds every pair as its own, repeated row.
     """
 
+    #: Tests set this: the unwritten rows of a lazy tile hold NaN (-1 for integers)
+    #: until :meth:`fill`, so that reading one cannot go unnoticed.
+    poison_pending = False
+
     def __init__(self, n_examples: int, n_references: int, batched: bool = False,
                  lazy: bool = False):
         self.n_examples = int(n_examples)
@@ -136,6 +140,8 @@ class PairCursor:
         out = empty_rows(y, self.n_references)
         with torch.no_grad():
             out[:self.n_examples].copy_(y)
+            if PairCursor.poison_pending:  # tests: a read of an unwritten row shows
+                out[self.n_examples:].fill_(float("nan") if out.is_floating_point() else -1)
         self._pending[id(out)] = weakref.ref(out)
         return out
 

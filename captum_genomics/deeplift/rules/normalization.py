@@ -72,6 +72,7 @@ class Normalization(Rule):
     """
 
     name = "normalization"
+    reads_examples_only = True
 
     def __init__(self, center: bool = True):
         self.center = bool(center)
@@ -79,6 +80,7 @@ class Normalization(Rule):
     def apply(self, func, args, kwargs, state, pairs):
         x = args[0]
         if not requires_grad(x):
+            pairs.fill_in((args, kwargs))
             return func(*args, **kwargs)
         names = ("input", "normalized_shape", "weight", "bias", "eps") if self.center else (
             "input", "normalized_shape", "weight", "eps")
@@ -99,7 +101,10 @@ class Normalization(Rule):
         def compute(t):
             return func(t, *rest, **kwargs)
 
+        cursor = pairs
         pairs = pairs.layout(x)
+        # the shared layout reads the example rows only; any other reads every row
+        cursor.fill_in((args[1:], kwargs) if pairs.batched else (args, kwargs))
         return _NormFunction.apply(x, pairs.split(state).to(x.dtype), n_dims, weight, float(eps),
                                    self.center, compute, pairs)
 

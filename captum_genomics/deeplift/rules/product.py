@@ -39,7 +39,7 @@ class _ProductFunction(torch.autograd.Function):
         a, b = pairs.examples(a_rows), pairs.examples(b_rows)
         out = pairs.tile(fn(a, b))
         ctx.fn, ctx.pairs, ctx.kind = fn, pairs, kind
-        ctx.save_for_backward((a + ar) / 2, (b + br) / 2)
+        ctx.save_for_backward((a + ar).div_(2), (b + br).div_(2))  # midpoints, one buffer each
         return out
 
     @staticmethod
@@ -68,6 +68,7 @@ class Product(Rule):
     """Midpoint rule for ``mul``, ``matmul``, ``mm`` and ``bmm`` of two input-dependent tensors."""
 
     name = "product"
+    reads_examples_only = True
 
     def record(self, args, kwargs, output):
         if len(args) >= 2 and isinstance(args[0], Tensor) and isinstance(args[1], Tensor):
@@ -84,25 +85,33 @@ class Product(Rule):
 
     def apply(self, func, args, kwargs, state, pairs):
         if state is None or len(args) < 2:
+            pairs.fill_in((args, kwargs))
             return func(*args, **kwargs)
         a, b = args[0], args[1]
         if not (requires_grad(a) and requires_grad(b)):
+            pairs.fill_in((args, kwargs))
             return func(*args, **kwargs)
         plain = _writes_into_first(func, args)
         if plain is not None:
             # a.mul_(b) as a statement: the rule on a copy of a, written back into a
+            pairs.fill(a)
             out = self.apply(plain, (a.clone(),) + tuple(args[1:]), kwargs, state, pairs)
             pairs.fill(out)  # every row is read here
             a.copy_(out)
             return a
         ar, br = state
 
-        def fn(u, v):
-            return func(u, v, *args[2:], **kwargs)
+        extra = args[2:]  # not `args`: the backward keeps fn, and must not keep a and b
 
+        def fn(u, v):
+            return func(u, v, *extra, **kwargs)
+
+        cursor = pairs
         pairs = pairs.layout(a)
         if pairs.batched and not pairs.dedupable(b):
             pairs = PairCursor(pairs.n_rows, 1)
+        # the shared layout reads the example rows only; any other reads every row
+        cursor.fill_in((args[2:], kwargs) if pairs.batched else (args, kwargs))
         ar, br = pairs.split(ar).to(a.dtype), pairs.split(br).to(b.dtype)
         name = getattr(func, "__name__", "").strip("_")
         kind = name if name in ("mul", "matmul", "mm", "bmm") and len(args) == 2 \

@@ -104,6 +104,7 @@ class Softmax(Rule):
     """
 
     name = "softmax"
+    reads_examples_only = True
 
     def __init__(self, log: bool = False, eps: float = 1e-6):
         self.log, self.eps = bool(log), float(eps)
@@ -111,6 +112,7 @@ class Softmax(Rule):
     def apply(self, func, args, kwargs, state, pairs):
         x = args[0]
         if not requires_grad(x):
+            pairs.fill_in((args, kwargs))
             return func(*args, **kwargs)
         dim = args[1] if len(args) > 1 else kwargs.get("dim")
         if dim is None:
@@ -125,13 +127,18 @@ class Softmax(Rule):
                 "softmax over the batch axis is not supported."
             )
         dtype = kwargs.get("dtype")
+        if dtype is not None:  # a converted copy reads every row
+            pairs.fill(x)
         xx = x if dtype is None else x.to(dtype)
         rest = args[1:]
 
         def compute(t):
             return func(t, *rest, **kwargs)
 
+        cursor = pairs
         pairs = pairs.layout(xx)
+        # the shared layout reads the example rows only; any other reads every row
+        cursor.fill_in((rest, kwargs) if pairs.batched else (args, kwargs))
         r = pairs.split(state).to(xx.dtype)
         return _SoftmaxFunction.apply(xx, r, dim + 1, self.log, self.eps, compute, pairs,
                                       _fused(pairs.examples(xx), r))
