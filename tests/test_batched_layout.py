@@ -243,3 +243,45 @@ def test_dedupable_checks_the_last_block_too():
     t[6:] = 1.0                    # blocks 0 and 1 equal, the last one differs
     assert not pairs.dedupable(t)
     assert pairs.dedupable(torch.randn(2, 3).repeat(4, 1))
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_shared_batch_norm_equals_autograd_and_falls_back(lazy):
+    """Eval-mode batch norm computed once per example: forward and input gradient equal
+    the op's own (row by row); batch statistics and torch.batch_norm run unchanged."""
+    from captum_genomics.deeplift.rules.base import attributed_inputs
+    from captum_genomics.deeplift.rules.conv import SharedBatchNorm
+
+    g = torch.Generator().manual_seed(3)
+    n, r, c = 2, 3, 5
+    mean, var = torch.randn(c, generator=g, dtype=D), torch.rand(c, generator=g, dtype=D) + 0.5
+    weight, bias = torch.randn(c, generator=g, dtype=D), torch.randn(c, generator=g, dtype=D)
+    rule = SharedBatchNorm()
+    for shape, w in (((c, 7), weight), ((c,), None), ((c, 3, 4), weight)):
+        base = torch.randn(n, *shape, generator=g, dtype=D)
+        rows = base.repeat(r, *([1] * len(shape))).requires_grad_(True)
+        pairs = PairCursor(n, r, batched=True, lazy=lazy)
+        kwargs = {"weight": w, "bias": bias, "eps": 1e-3}
+        with attributed_inputs([rows]):
+            out = rule.apply(F.batch_norm, (rows, mean, var), kwargs, None, pairs)
+        pairs.fill_all()
+        expected = F.batch_norm(rows.detach(), mean, var, **kwargs)
+        assert torch.equal(out, expected)  # the op's own kernel, row by row
+        grad = torch.randn(expected.shape, generator=g, dtype=D)
+        (got,) = torch.autograd.grad(out, rows, grad)
+        probe = rows.detach().clone().requires_grad_(True)
+        (want,) = torch.autograd.grad(F.batch_norm(probe, mean, var, **kwargs), probe, grad)
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    # batch statistics (training=True) are not per row: the op itself, autograd's backward
+    rows = base.repeat(r, *([1] * len(shape))).requires_grad_(True)
+    pairs = PairCursor(n, r, batched=True, lazy=lazy)
+    with attributed_inputs([rows]):
+        out = rule.apply(F.batch_norm, (rows, None, None), {"training": True}, None, pairs)
+    assert out.grad_fn is not None and "SharedFunction" not in type(out.grad_fn).__name__
+    torch.testing.assert_close(out, F.batch_norm(rows.detach(), None, None, training=True))
+    # torch.batch_norm (other argument order) is not rewritten
+    with attributed_inputs([rows]):
+        out = rule.apply(torch.batch_norm, (rows, weight, bias, mean, var, False, 0.1, 1e-3,
+                                            False), {}, None, pairs)
+    torch.testing.assert_close(out, torch.batch_norm(rows.detach(), weight, bias, mean, var,
+                                                     False, 0.1, 1e-3, False))

@@ -164,3 +164,25 @@ def test_strategies_agree_and_are_exact(case):
         results[strategy] = attr
     for strategy in ("batched", "pairs"):
         assert torch.allclose(results[strategy], results["examples"], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kwargs", [
+    {"kernel_size": 3}, {"kernel_size": 4, "stride": 1}, {"kernel_size": 3, "padding": 1},
+    {"kernel_size": 2, "dilation": 2}, {"kernel_size": 4, "ceil_mode": True},
+    {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}])
+def test_channels_last_pool_gives_torch_values_and_indices(dtype, kwargs):
+    """The reference pass's max-pool on channels-last storage: same values, same indices,
+    exact ties included (integer-valued inputs, ReLU zeros), same layout out."""
+    from captum_genomics.deeplift.rules.maxpool import _max_pool1d_channels_last
+
+    g = torch.Generator().manual_seed(7)
+    for x in (torch.randn(5, 6, 23, generator=g, dtype=dtype),
+              torch.randint(0, 3, (5, 6, 23), generator=g).to(dtype),
+              torch.relu(torch.randn(5, 6, 23, generator=g, dtype=dtype))):
+        y, i = F.max_pool1d(x, **kwargs, return_indices=True)
+        kw = dict(kwargs)
+        k = kw.pop("kernel_size")
+        fy, fi = _max_pool1d_channels_last(x, (k,), kw)
+        assert torch.equal(fy, y) and torch.equal(fi, i)
+        assert fy.is_contiguous() and fi.is_contiguous()

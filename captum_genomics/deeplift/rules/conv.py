@@ -47,7 +47,8 @@ from captum_genomics.deeplift.layout import (
 )
 from captum_genomics.deeplift.rules.base import PairCursor, Rule, out_of_place, requires_grad
 
-__all__ = ["Conv1dInputGradient", "SharedLinear", "shared_sum", "MIN_CHANNELS"]
+__all__ = ["Conv1dInputGradient", "SharedLinear", "SharedBatchNorm", "shared_sum",
+           "MIN_CHANNELS"]
 
 #: Narrower inputs keep autograd's backward for stride-1 conv1d (faster there).
 MIN_CHANNELS = 16
@@ -248,6 +249,56 @@ class Conv1dInputGradient(SharedLinear):
     def _own_backward_on_every_row(self, bound, x):
         return (_tuple(bound.get("stride", 1), 1) == (1,) and bound.get("groups", 1) == 1
                 and x.ndim == 3 and x.shape[1] >= MIN_CHANNELS)
+
+
+_BATCH_NORM_ARGS = ("input", "running_mean", "running_var", "weight", "bias", "training",
+                    "momentum", "eps")
+
+
+class SharedBatchNorm(Rule):
+    """``batch_norm`` with running statistics (a model in eval mode) computed once per example.
+
+    With running statistics batch norm is a per-channel affine map,
+    ``y = (x - mean) / sqrt(var + eps) * weight + bias``, so in the batched layout it
+    runs on the ``n`` distinct rows (torch's own kernel: the same bits per row as on
+    every row) and its input gradient is ``grad * weight / sqrt(var + eps)`` over every
+    pair row. Batch statistics (``training=True``), input-dependent statistics or affine
+    parameters, and the other layouts run the op unchanged, with autograd's backward.
+    """
+
+    name = "shared-batch-norm"
+    reads_examples_only = True
+
+    def record(self, args, kwargs, output):
+        return None
+
+    def apply(self, func, args, kwargs, state, pairs):
+        bound = dict(zip(_BATCH_NORM_ARGS, args))
+        bound.update(kwargs)
+        x, mean, var = bound.get("input"), bound.get("running_mean"), bound.get("running_var")
+        weight, bias = bound.get("weight"), bound.get("bias")
+        eps = bound.get("eps", 1e-5)
+        if (func is not F.batch_norm  # torch.batch_norm orders its arguments otherwise
+                or bound.get("training", False) or not requires_grad(x) or x.ndim < 2
+                or not isinstance(mean, Tensor) or not isinstance(var, Tensor)
+                or any(requires_grad(t) for t in (mean, var, weight, bias))
+                or not isinstance(eps, (int, float)) or set(bound) - set(_BATCH_NORM_ARGS)
+                or not (pairs.batched and pairs.dedupable(x))):
+            pairs.fill_in((args, kwargs))
+            return func(*args, **kwargs)
+        scale = torch.rsqrt(var.detach().to(x.dtype) + eps)
+        if weight is not None:
+            scale = scale * weight.detach().to(x.dtype)
+        scale = scale.reshape(1, -1, *([1] * (x.ndim - 2)))
+        rest = {k: v for k, v in bound.items() if k != "input"}
+
+        def compute(t):
+            return func(t, **rest)
+
+        def vjp(grad, shape):
+            return grad * scale
+
+        return _SharedFunction.apply(x, compute, vjp, pairs)
 
 
 class _SharedSumFunction(torch.autograd.Function):

@@ -20,7 +20,11 @@ from __future__ import annotations
 from typing import Callable, Iterable, Iterator, Mapping, Union
 
 from captum_genomics.deeplift.rules.base import Rule
-from captum_genomics.deeplift.rules.conv import Conv1dInputGradient, SharedLinear
+from captum_genomics.deeplift.rules.conv import (
+    Conv1dInputGradient,
+    SharedBatchNorm,
+    SharedLinear,
+)
 from captum_genomics.deeplift.rules.glu import GLU
 from captum_genomics.deeplift.rules.maxpool import MaxPool, MaxReduce
 from captum_genomics.deeplift.rules.normalization import Normalization
@@ -145,7 +149,8 @@ def default_rules(eps: float = 1e-6) -> RuleRegistry:
         rule for ``max``/``amax``; exact softmax, log-softmax, LayerNorm,
         RMSNorm and GLU rules; the midpoint product rule for ``mul``,
         ``matmul``, ``mm`` and ``bmm`` of two input-dependent tensors; and a
-        faster input-gradient for stride-1 ``conv1d`` (a linear op; see
+        faster input-gradient for stride-1 ``conv1d``, and convolutions, dense layers
+        and eval-mode batch norm computed once per example (linear ops; see
         :mod:`captum_genomics.deeplift.rules.conv`).
     """
     rescale = Rescale(eps)
@@ -166,6 +171,7 @@ def default_rules(eps: float = 1e-6) -> RuleRegistry:
     for name in ("mul", "matmul", "mm", "bmm"):
         rules[name] = product
     rules["conv1d"] = Conv1dInputGradient()
+    rules["batch_norm"] = SharedBatchNorm()
     shared = SharedLinear()
     for name in ("conv2d", "conv3d", "linear"):
         rules[name] = shared
