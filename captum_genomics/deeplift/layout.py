@@ -83,7 +83,7 @@ def channels_last_applies(x: Tensor, weight: Tensor) -> bool:
     return (_ACTIVE.get() and isinstance(x, Tensor) and isinstance(weight, Tensor)
             and x.device.type == "cpu" and weight.device.type == "cpu"
             and x.dtype == torch.float32 and weight.dtype == torch.float32
-            and x.ndim == 3 and weight.ndim == 3 and not x.is_complex()
+            and x.ndim == 3 and weight.ndim == 3
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
             and not torch.is_autocast_enabled("cpu"))
 
@@ -135,6 +135,13 @@ def _permutation(order: tuple[int, ...]) -> tuple[int, ...]:
     return (0,) + tuple(i + 1 for i in order)
 
 
+def _inverse(perm: tuple[int, ...]) -> list[int]:
+    inverse = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inverse[p] = i
+    return inverse
+
+
 def as_rows(t: Tensor, order: tuple[int, ...] | None) -> np.ndarray:
     """``t`` ``(k, *S)`` as a ``(k, M)`` numpy array whose rows hold ``S`` in ``order``.
 
@@ -156,11 +163,7 @@ def from_rows(a: np.ndarray, shape: Sequence[int], order: tuple[int, ...] | None
     if order is None or len(order) != len(shape) - 1 or order == tuple(range(len(order))):
         return t.reshape(shape)
     perm = _permutation(order)
-    stored = t.reshape([shape[p] for p in perm])
-    inverse = [0] * len(perm)
-    for i, p in enumerate(perm):
-        inverse[p] = i
-    return stored.permute(inverse)
+    return t.reshape([shape[p] for p in perm]).permute(_inverse(perm))
 
 
 def in_order(t: Tensor, order: tuple[int, ...] | None) -> Tensor:
@@ -174,10 +177,7 @@ def in_order(t: Tensor, order: tuple[int, ...] | None) -> Tensor:
     if order is None or t.ndim != len(order) + 1 or row_order(t) == order:
         return t
     perm = _permutation(order)
-    inverse = [0] * len(perm)
-    for i, p in enumerate(perm):
-        inverse[p] = i
-    return t.permute(perm).contiguous().permute(inverse)
+    return t.permute(perm).contiguous().permute(_inverse(perm))
 
 
 def empty_rows(y: Tensor, times: int) -> Tensor:
@@ -202,9 +202,6 @@ def repeat_rows(y: Tensor, times: int) -> Tensor:
     ``Tensor.repeat`` returns a row-major tensor whatever ``y``'s strides; this keeps a
     channels-last ``y`` channels-last, so the ops after it read it as fast as ``y``.
     """
-    order = row_order(y) if y.ndim > 1 else None
-    if order is None or y.is_contiguous():
-        return y.repeat(times, *([1] * (y.ndim - 1)))
     out = empty_rows(y, times)
     out.view(times, *y.shape).copy_(y.unsqueeze(0).expand(times, *y.shape))
     return out

@@ -243,12 +243,15 @@ class PairCursor:
             return self.examples(value)
         return value
 
-    def layout(self, x: Any) -> "PairCursor":
-        """The cursor for an op on input-pass tensor ``x``: this one, or, in the batched
-        layout when ``x`` does not hold the pair rows on axis 0 (see :meth:`dedupable`),
-        one that treats every row as its own pair (the ``"pairs"`` layout)."""
-        if not self.batched or self.dedupable(x):
+    def layout(self, x: Any, *others: Any) -> "PairCursor":
+        """The cursor for an op on input-pass tensors ``x`` (and ``others``, the op's
+        other input-dependent operands): this one, or, in the batched layout when one of
+        them does not hold the pair rows on axis 0 (see :meth:`dedupable`), one that
+        treats every row as its own pair (the ``"pairs"`` layout). That one reads every
+        row, so the pending tiles among them are written first (:meth:`fill`)."""
+        if not self.batched or all(self.dedupable(t) for t in (x,) + others):
             return self
+        self.fill_in((x,) + others)
         return PairCursor(self.n_rows, 1)
 
 

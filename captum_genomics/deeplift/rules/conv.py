@@ -95,6 +95,21 @@ def _padding(value: Any, kernel: tuple[int, ...], dilation: tuple[int, ...]):
     return _tuple(value, len(kernel))
 
 
+def _geometry(bound: dict, weight: Tensor) -> tuple | None:
+    """``(stride, padding, dilation, groups)`` of a bound convolution call, as tuples of
+    ints per spatial axis (padding resolved from ``"valid"``/``"same"``) and an int, or
+    None for arguments this module does not translate."""
+    d = weight.ndim - 2
+    stride = _tuple(bound.get("stride", 1), d)
+    dilation = _tuple(bound.get("dilation", 1), d)
+    groups = bound.get("groups", 1)
+    if stride is None or dilation is None or not isinstance(groups, int) or \
+            isinstance(groups, bool):
+        return None
+    padding = _padding(bound.get("padding", 0), tuple(weight.shape[2:]), dilation)
+    return None if padding is None else (stride, padding, dilation, groups)
+
+
 def _conv_vjp(weight: Tensor, stride, padding, dilation, groups,
               channels_last: bool = False) -> Callable:
     """Input gradient of a convolution for ``grad`` over any number of rows
@@ -159,22 +174,17 @@ class SharedLinear(Rule):
         x, weight, bias = bound.get("input"), bound.get("weight"), bound.get("bias")
         if not channels_last_applies(x, weight) or requires_grad(weight) or requires_grad(bias) \
                 or (bias is not None and not (isinstance(bias, Tensor)
-                                              and bias.dtype == weight.dtype)):
+                                              and bias.dtype == weight.dtype)) \
+                or set(bound) - set(_CONV_ARGS):
             return None
-        stride = _tuple(bound.get("stride", 1), 1)
-        dilation = _tuple(bound.get("dilation", 1), 1)
-        groups = bound.get("groups", 1)
-        if stride is None or dilation is None or not isinstance(groups, int) or \
-                isinstance(groups, bool) or set(bound) - set(_CONV_ARGS):
-            return None
-        padding = _padding(bound.get("padding", 0), tuple(weight.shape[2:]), dilation)
-        if padding is None:
+        geometry = _geometry(bound, weight)
+        if geometry is None:
             return None
         weight = weight.detach()
         bias = None if bias is None else bias.detach()
 
         def conv(t):
-            return conv1d_channels_last(t, weight, bias, stride, padding, dilation, groups)
+            return conv1d_channels_last(t, weight, bias, *geometry)
         return conv
 
     def _bind(self, func, args, kwargs) -> dict:
@@ -197,7 +207,7 @@ class SharedLinear(Rule):
             return whole()
         weight = weight.detach()
         bias = None if bias is None else bias.detach()
-        vjp = self._vjp(func, bound, x, weight)
+        vjp = self._vjp(func, bound, x, weight, fast is not None)  # the forward's layout
         if vjp is None:
             return whole()
         if pairs.batched and pairs.dedupable(x):
@@ -220,23 +230,13 @@ class SharedLinear(Rule):
         (else autograd's own; see :class:`Conv1dInputGradient`)."""
         return False
 
-    def _vjp(self, func, bound, x, weight) -> Callable | None:
+    def _vjp(self, func, bound, x, weight, channels_last: bool) -> Callable | None:
         if getattr(func, "__name__", "") == "linear":
             return _linear_vjp(weight) if weight.ndim == 2 else None
-        d = weight.ndim - 2
-        if d < 1 or x.ndim != d + 2:  # unbatched input: leave it to autograd
+        if weight.ndim < 3 or x.ndim != weight.ndim:  # unbatched input: leave it to autograd
             return None
-        kernel = tuple(weight.shape[2:])
-        stride = _tuple(bound.get("stride", 1), d)
-        dilation = _tuple(bound.get("dilation", 1), d)
-        groups = bound.get("groups", 1)
-        if stride is None or dilation is None or not isinstance(groups, int):
-            return None
-        padding = _padding(bound.get("padding", 0), kernel, dilation)
-        if padding is None:
-            return None
-        return _conv_vjp(weight, stride, padding, dilation, groups,
-                         d == 1 and channels_last_applies(x, weight))
+        geometry = _geometry(bound, weight)
+        return None if geometry is None else _conv_vjp(weight, *geometry, channels_last)
 
 
 class Conv1dInputGradient(SharedLinear):

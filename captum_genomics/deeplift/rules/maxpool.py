@@ -205,10 +205,7 @@ class MaxPool(Rule):
         if r.dtype != x.dtype:  # a reference pass in another precision: pool it in this one
             r = r.to(x.dtype)
             yr, ir = pool(r)
-        layout = pairs.layout(x)
-        # the shared layout reads the example rows only; any other reads every row
-        pairs.fill_in((args[1:], kwargs) if layout.batched else (args, kwargs))
-        y, ix = _MaxPoolFunction.apply(x, r, yr, ir, pool, spatial, layout,
+        y, ix = _MaxPoolFunction.apply(x, r, yr, ir, pool, spatial, pairs.layout(x),
                                        _fused_available(x, r))
         return (y, ix) if want_indices else y
 

@@ -101,10 +101,7 @@ class Normalization(Rule):
         def compute(t):
             return func(t, *rest, **kwargs)
 
-        cursor = pairs
         pairs = pairs.layout(x)
-        # the shared layout reads the example rows only; any other reads every row
-        cursor.fill_in((args[1:], kwargs) if pairs.batched else (args, kwargs))
         return _NormFunction.apply(x, pairs.split(state).to(x.dtype), n_dims, weight, float(eps),
                                    self.center, compute, pairs)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from captum_genomics.deeplift.rules.base import PairCursor, Rule, out_of_place, requires_grad
+from captum_genomics.deeplift.rules.base import Rule, out_of_place, requires_grad
 
 __all__ = ["Product"]
 
@@ -106,12 +106,7 @@ class Product(Rule):
         def fn(u, v):
             return func(u, v, *extra, **kwargs)
 
-        cursor = pairs
-        pairs = pairs.layout(a)
-        if pairs.batched and not pairs.dedupable(b):
-            pairs = PairCursor(pairs.n_rows, 1)
-        # the shared layout reads the example rows only; any other reads every row
-        cursor.fill_in((args[2:], kwargs) if pairs.batched else (args, kwargs))
+        pairs = pairs.layout(a, b)
         ar, br = pairs.split(ar).to(a.dtype), pairs.split(br).to(b.dtype)
         name = getattr(func, "__name__", "").strip("_")
         kind = name if name in ("mul", "matmul", "mm", "bmm") and len(args) == 2 \

@@ -135,10 +135,7 @@ class Softmax(Rule):
         def compute(t):
             return func(t, *rest, **kwargs)
 
-        cursor = pairs
         pairs = pairs.layout(xx)
-        # the shared layout reads the example rows only; any other reads every row
-        cursor.fill_in((rest, kwargs) if pairs.batched else (args, kwargs))
         r = pairs.split(state).to(xx.dtype)
         return _SoftmaxFunction.apply(xx, r, dim + 1, self.log, self.eps, compute, pairs,
                                       _fused(pairs.examples(xx), r))
