@@ -270,6 +270,59 @@ def test_conv1d_input_gradient_matches_autograd(padding, dilation, k):
     assert torch.allclose(fast, plain, atol=1e-13)
 
 
+@pytest.mark.parametrize("padding,dilation,k,length", [
+    (0, 1, 1, 1), (0, 1, 3, 9), (1, 1, 3, 9), (2, 1, 3, 9), (9, 1, 19, 30), (4, 2, 5, 30),
+    (0, 3, 4, 30), (3, 2, 4, 7), (12, 3, 5, 20)])
+def test_gemm_fold_input_gradient_matches_autograd(padding, dilation, k, length):
+    """The GEMM-and-fold input gradient against autograd's, over paddings (none, partial,
+    full), dilations, widths and lengths down to one position."""
+    from captum_genomics.deeplift.rules.conv import _gemm_fold_input_gradient
+
+    torch.manual_seed(k + padding)
+    x = torch.randn(5, 4, length, dtype=D, requires_grad=True)
+    weight = torch.randn(7, 4, k, dtype=D)
+    y = F.conv1d(x, weight, padding=padding, dilation=dilation)
+    grad = torch.randn_like(y)
+    expected, = torch.autograd.grad(y, x, grad)
+    got = _gemm_fold_input_gradient(grad, weight, padding, dilation, length)
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=1e-12)
+    channels_last = grad.transpose(1, 2).contiguous().transpose(1, 2)  # any strides
+    assert torch.equal(_gemm_fold_input_gradient(channels_last, weight, padding, dilation,
+                                                 length), got)
+
+
+@pytest.mark.parametrize("strategy", ["batched", "examples"])
+def test_wide_first_layer_uses_the_gemm_fold_and_matches_autograd(strategy, monkeypatch):
+    """A one-hot first layer with GEMM_MIN_FILTERS filters takes the GEMM-and-fold input
+    gradient in both layouts, with autograd's attributions (float64) and batch invariance."""
+    from captum_genomics import ShuffleDeepLiftShap
+    from captum_genomics.deeplift.rules import conv as conv_rules
+    from tests.conftest import random_one_hot
+
+    calls = []
+    original = conv_rules._gemm_fold_input_gradient
+    monkeypatch.setattr(conv_rules, "_gemm_fold_input_gradient",
+                        lambda *a: calls.append(a[0].shape) or original(*a))
+    torch.manual_seed(0)
+    filters = conv_rules.GEMM_MIN_FILTERS
+    model = nn.Sequential(nn.Conv1d(4, filters, 7, padding=2), nn.ReLU(), nn.MaxPool1d(3),
+                          nn.Flatten(), nn.Linear(filters * 10, 2)).double().eval()
+    g = torch.Generator().manual_seed(1)
+    x = random_one_hot(3, 34, g)
+    refs = torch.stack([random_one_hot(4, 34, g) for _ in range(3)])
+
+    def run(rules=None, batch_size=64):
+        kwargs = {} if rules is None else {"rules": rules}
+        return ShuffleDeepLiftShap(model, **kwargs).attribute(
+            x, references=refs, target=1, batch_size=batch_size, strategy=strategy)
+    fast = run()
+    assert calls, "the GEMM-and-fold path did not run"
+    plain = run(default_rules().without("conv1d"))
+    assert torch.allclose(fast, plain, atol=1e-12)
+    assert torch.equal(run(batch_size=5), fast)
+
+
 @pytest.mark.parametrize("strategy", ["batched", "examples", "pairs"])
 def test_in_place_activations_equal_their_out_of_place_forms(strategy):
     """x.relu_(), F.relu(x, inplace=True), torch.sigmoid_(x), g.mul_(h) written as
