@@ -285,3 +285,75 @@ def test_shared_batch_norm_equals_autograd_and_falls_back(lazy):
                                             False), {}, None, pairs)
     torch.testing.assert_close(out, torch.batch_norm(rows.detach(), weight, bias, mean, var,
                                                      False, 0.1, 1e-3, False))
+
+
+def test_constant_operands_are_shared_with_autograds_backward(monkeypatch):
+    """x * c, c * x, x / c, x + c, c + x, x - c, c - x (numbers, per-channel tensors, a
+    one-row tensor) run once per example in the batched layout, with the bits of the
+    unshared ops (float64); constants with pair rows, c / x and promoting constants are
+    left to the op itself."""
+    from captum_genomics.deeplift import engine
+    from captum_genomics.deeplift.rules import conv as conv_rules
+    from captum_genomics.deeplift.rules import product
+
+    torch.manual_seed(7)
+    n, r, length = 3, 4, 8
+    c1 = nn.Conv1d(4, 5, 3, padding=1).double()
+    fc = nn.Linear(5 * length, 2).double()
+    scale = torch.rand(5, 1, dtype=D) + 0.5          # per channel, broadcast over rows
+    row = torch.rand(1, 5, length, dtype=D)          # one row, broadcast
+    rows = torch.rand(n * r, 5, length, dtype=D)     # pair rows: not shared
+
+    def model(t):
+        h = torch.tanh(c1(t))
+        h = h * 0.5 + 2.0 * h
+        h = h / 3 - 1.5
+        h = (0.25 - h) * scale
+        h = torch.mul(row, h) + row
+        h = torch.add(h, scale, alpha=2.0) - torch.sub(1.0, h, alpha=0.5)
+        h = h.div(scale)
+        h = torch.tanh(h)
+        if h.shape[0] == rows.shape[0]:
+            h = h * rows                              # pair rows: the op itself
+        return fc((h + 4.0).flatten(1))
+
+    g = torch.Generator().manual_seed(2)
+    x = random_one_hot(n, length, g)
+    refs = random_one_hot(n * r, length, g).reshape(n, r, 4, length)
+
+    calls = []
+    real = conv_rules.shared_constant
+
+    def counting(func, args, kwargs, pairs):
+        out = real(func, args, kwargs, pairs)
+        calls.append((getattr(func, "__name__", ""), out is not None))
+        return out
+
+    monkeypatch.setattr(engine, "shared_constant", counting)
+    monkeypatch.setattr(product, "shared_constant", counting)
+    shared = ShuffleDeepLiftShap(model).attribute(
+        x, references=refs, target=1, strategy="batched", batch_size=n * r,
+        return_convergence_delta=True)
+    # h*0.5, 2.0*h, *scale, mul(row, h); /3, div(scale); -1.5, sub(1.0, h); +row, add(alpha)
+    assert [name for name, ok in calls if ok] == ["mul", "mul", "div", "sub", "mul", "mul",
+                                                  "add", "add", "sub", "div"], calls
+    assert calls[-2:] == [("mul", False), ("add", False)]  # pair rows: the op itself
+    monkeypatch.setattr(engine, "shared_constant", lambda *a: None)
+    monkeypatch.setattr(product, "shared_constant", lambda *a: None)
+    plain = ShuffleDeepLiftShap(model).attribute(
+        x, references=refs, target=1, strategy="batched", batch_size=n * r,
+        return_convergence_delta=True)
+    assert torch.equal(shared[0], plain[0])
+    assert shared[1].abs().max() < 1e-10
+
+    # left to the op itself: c / x, in place, a promoting constant, other layouts
+    from captum_genomics.deeplift.rules.base import attributed_inputs
+
+    t = torch.randn(2, 5, dtype=D).repeat(3, 1).requires_grad_(True)
+    batched = PairCursor(2, 3, batched=True)
+    with attributed_inputs([t]):
+        assert real(torch.div, (3.0, t), {}, batched) is None
+        assert real(torch.Tensor.mul_, (t.clone(), 2.0), {}, batched) is None
+        assert real(torch.mul, (t.float(), torch.ones(5, dtype=D)), {}, batched) is None
+        assert real(torch.mul, (t, 2.0), {}, PairCursor(6, 1)) is None
+        assert real(torch.mul, (t, 2.0), {}, batched) is not None

@@ -72,7 +72,7 @@ from captum_genomics.deeplift.rules.base import (
     attributed_inputs,
     requires_grad,
 )
-from captum_genomics.deeplift.rules.conv import shared_sum
+from captum_genomics.deeplift.rules.conv import CONSTANT_OP_NAMES, shared_constant, shared_sum
 from captum_genomics.deeplift.rules.ops import BILINEAR_OPS, COMPARISON_OPS, DIVISION_OPS, LINEAR_OPS
 from captum_genomics.deeplift.rules.registry import RuleRegistry, default_rules, op_name
 
@@ -258,6 +258,10 @@ class _ApplyMode(TorchFunctionMode):
         if rule is None:
             if self.pairs.batched and name in _SUMS:
                 out = shared_sum(func, args, kwargs, self.pairs)
+                if out is not None:
+                    return out
+            if self.pairs.batched and name in CONSTANT_OP_NAMES:
+                out = shared_constant(func, args, kwargs, self.pairs)
                 if out is not None:
                     return out
             if lazy and _reads_values(func, name):

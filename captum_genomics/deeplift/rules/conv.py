@@ -29,6 +29,11 @@ only how the input pass computes it:
   connection): in the batched layout the sum of the distinct rows, repeated; the
   backward passes the gradient of every pair row through (:func:`shared_sum`, which
   the engine calls for these ops; they have no rule).
+* **Constant operands** (``x * c``, ``x / c``, ``x + c``, ``x - c``, ``c - x`` with ``c``
+  a number or a tensor without pair rows: an attention score scale, a bias, a mask): in
+  the batched layout the op on the distinct rows, repeated, with autograd's own backward
+  over every pair row (:func:`shared_constant`, which the engine and the Product rule
+  call for these ops).
 
 Anything else (an input-dependent weight, a padding mode this module does not
 translate, broadcasting sums) runs unchanged, with autograd's own backward. The
@@ -53,7 +58,7 @@ from captum_genomics.deeplift.layout import (
 from captum_genomics.deeplift.rules.base import PairCursor, Rule, out_of_place, requires_grad
 
 __all__ = ["Conv1dInputGradient", "SharedLinear", "SharedBatchNorm", "shared_sum",
-           "MIN_CHANNELS"]
+           "shared_constant", "MIN_CHANNELS", "GEMM_MIN_FILTERS"]
 
 #: Narrower inputs keep autograd's backward for stride-1 conv1d (faster there).
 MIN_CHANNELS = 16
@@ -410,3 +415,85 @@ def shared_sum(func, args: tuple, kwargs: dict, pairs) -> Tensor | None:
             and a.dtype == b.dtype and pairs.dedupable(a) and pairs.dedupable(b)):
         return None
     return _SharedSumFunction.apply(a, b, alpha, pairs)
+
+
+#: ``op name -> vjp(grad, constant, alpha, x_first)`` of the ops :func:`shared_constant`
+#: computes once per example: linear in their one input-dependent operand ``x``
+_CONSTANT_OPS: dict[str, Callable] = {
+    "mul": lambda grad, c, alpha, x_first: grad * c,
+    "div": lambda grad, c, alpha, x_first: grad / c,  # x / c only (x_first)
+    "add": lambda grad, c, alpha, x_first: grad if x_first or alpha == 1 else grad * alpha,
+    "sub": lambda grad, c, alpha, x_first: grad if x_first else grad * -alpha,
+}
+
+#: ``c * x`` and ``c + x`` as ``Tensor.__rmul__(x, c)`` / ``__radd__``, ``x / c`` as
+#: ``__truediv__``, and numpy-style spellings: the backward of ``mul``, ``add``, ``div``, ``sub``
+_REFLECTED = {"rmul": "mul", "radd": "add", "truediv": "div", "true_divide": "div",
+              "divide": "div", "multiply": "mul", "subtract": "sub"}
+
+#: Registry names (rules.registry.normalize_op_name) the engine hands to
+#: :func:`shared_constant`; ``mul`` goes through the Product rule, which calls it as well
+CONSTANT_OP_NAMES = frozenset(("add", "sub", "div", "mul", "rmul", "radd", "truediv"))
+
+
+def _row_free_constant(c: Any, x: Tensor) -> bool:
+    """Whether ``c`` is a constant that broadcasts against ``x`` without rows of its own:
+    a Python int or float (not bool), or a tensor without grad on ``x``'s device whose
+    dtype does not promote ``x``, of fewer dimensions than ``x`` or one row, that leaves
+    ``x``'s shape unchanged when broadcast."""
+    if isinstance(c, bool):
+        return False
+    if isinstance(c, (int, float)):
+        return torch.result_type(x, c) == x.dtype
+    if not isinstance(c, Tensor) or requires_grad(c) or c.device != x.device:
+        return False
+    if c.ndim > x.ndim or (c.ndim == x.ndim and c.shape[0] != 1):  # rows of its own
+        return False
+    try:
+        shape = torch.broadcast_shapes(c.shape, x.shape)
+    except RuntimeError:
+        return False
+    return tuple(shape) == tuple(x.shape) and torch.result_type(x, c) == x.dtype
+
+
+def shared_constant(func, args: tuple, kwargs: dict, pairs) -> Tensor | None:
+    """``x * c``, ``c * x``, ``x / c``, ``x + c``, ``c + x``, ``x - c`` or ``c - x`` for an
+    input-dependent ``x`` and a constant ``c``, once per example.
+
+    In the batched layout, where ``x`` ``(R * n, ...)`` repeats each example once per
+    reference (:meth:`PairCursor.dedupable`) and ``c`` is a number or a tensor without
+    pair rows (a score scale, a bias, a mask broadcast over the batch), the op runs on
+    the ``n`` distinct rows and is repeated (a lazy tile: the repeated rows are written
+    only when read). The backward is autograd's own formula for the op over every pair
+    row (``grad * c``, ``grad / c``, ``grad``, ``-alpha * grad``), so the multipliers have
+    the same bits as without this. Returns None (the caller runs the op unchanged) for
+    anything else: other layouts, in-place calls, ``out=``, two input-dependent operands,
+    ``c / x``, a constant with pair rows or one that broadcasts ``x`` to a larger shape or
+    promotes its dtype.
+    """
+    name = getattr(func, "__name__", "").strip("_")
+    name = _REFLECTED.get(name, name)
+    if (name not in _CONSTANT_OPS or not pairs.batched or len(args) != 2
+            or set(kwargs) - ({"alpha"} if name in ("add", "sub") else set())
+            or out_of_place(func) is not None):  # mul_/add_/...: in place
+        return None
+    a, b = args
+    x_first = requires_grad(a)
+    x, c = (a, b) if x_first else (b, a)
+    alpha = kwargs.get("alpha", 1)
+    if (not isinstance(x, Tensor) or requires_grad(c) or not requires_grad(x)
+            or (name == "div" and not x_first)
+            or isinstance(alpha, bool) or not isinstance(alpha, (int, float))
+            or not _row_free_constant(c, x) or not pairs.dedupable(x)):
+        return None
+    if isinstance(c, Tensor):
+        c = c.detach()
+    backward = _CONSTANT_OPS[name]
+
+    def compute(t):
+        return func(t, c, **kwargs) if x_first else func(c, t, **kwargs)
+
+    def vjp(grad, shape):
+        return backward(grad, c, alpha, x_first)
+
+    return _SharedFunction.apply(x, compute, vjp, pairs)

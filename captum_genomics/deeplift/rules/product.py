@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from captum_genomics.deeplift.rules.base import Rule, out_of_place, requires_grad
+from captum_genomics.deeplift.rules.conv import shared_constant
 
 __all__ = ["Product"]
 
@@ -84,13 +85,15 @@ class Product(Rule):
         return super().reference(func, args, kwargs)
 
     def apply(self, func, args, kwargs, state, pairs):
-        if state is None or len(args) < 2:
+        if state is None or len(args) < 2 or not (requires_grad(args[0])
+                                                  and requires_grad(args[1])):
+            # a constant operand: a linear op, with autograd's own backward
+            shared = shared_constant(func, args, kwargs, pairs) if pairs.batched else None
+            if shared is not None:
+                return shared
             pairs.fill_in((args, kwargs))
             return func(*args, **kwargs)
         a, b = args[0], args[1]
-        if not (requires_grad(a) and requires_grad(b)):
-            pairs.fill_in((args, kwargs))
-            return func(*args, **kwargs)
         plain = _writes_into_first(func, args)
         if plain is not None:
             # a.mul_(b) as a statement: the rule on a copy of a, written back into a
