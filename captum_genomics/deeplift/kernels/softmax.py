@@ -25,12 +25,22 @@ Numerics: the torch version's formulas in the tensors' dtype (float32 or
 float64), rearranged so that each reference element costs one ``exp``: the
 example's own ``exp(x - max x)``, its sum and its softmax are computed once per
 example row and rescaled by ``exp(max x - c)`` for each pair, and
-``exp(z_ref) = a_ref / s_ref``. The results agree with the torch version to
-rounding but not bitwise: ``exp`` is a vectorizable polynomial (``_vexp``: <= 0.51
-ulp in float32, <= 1 ulp in float64) rather than torch's, the rearrangements
-round differently in the last ulp, and the row sums ``s``, ``s_ref`` (and
-``sum_j g_j`` in the backward) are accumulated in float64 and rounded once to the
-dtype, where torch sums in the dtype in its own (pairwise, vectorized) order. Compiled
+``exp(z_ref) = a_ref / s_ref`` (a reference row with a NaN or ``+inf`` makes every
+``rho`` of its pair row NaN, as ``exp(z)`` is in torch). The results agree with the
+torch version to rounding but not bitwise. ``exp`` is a branch-free polynomial that
+LLVM vectorizes (``_exp``, evaluated in float64 and rounded once: measured <= 0.502
+ulp in float32, subnormal results included, and <= 1.001 ulp in float64) rather than
+torch's; the rearrangements round differently in the last ulp; and the row sums are
+accumulated beyond the dtype's precision and rounded once to it, where torch sums in
+the dtype in its own (pairwise, vectorized) order: ``s_ref`` of a float32 pair row as
+fixed-point int64 (exact integer additions; relative error <= ``2**(2k - 61)``, ``k``
+the bit length of the row length rounded up to 32, at most 17, and finite values), the
+other sums (``s``, ``s_ref`` of float64 rows, of longer rows or of rows with a NaN or
+``inf``, and ``sum_j g_j`` in the backward) in float64 over 32 lanes added by a fixed
+tree. Every order depends on the row length only, so the results are the same bits
+for any number of threads and any split of the rows. The row maxima (NaN-propagating,
+like ``torch.maximum``) are integer maxima of an order-preserving map of the floats'
+bits, which LLVM also vectorizes. Compiled
 with ``error_model="numpy"`` and without ``fastmath``, so ``inf``/``NaN`` follow
 IEEE rules as in torch. Compilation is cached like the shuffles' kernels
 (:func:`captum_genomics.references._kernels._kernel`) and rows are split over the
@@ -45,6 +55,8 @@ import math
 
 import numpy as np
 import torch
+from numba import types, uint64
+from numba.extending import intrinsic, overload, register_jitable
 from torch import Tensor
 
 from captum_genomics.deeplift.kernels import fused_available
@@ -53,143 +65,269 @@ from captum_genomics.references._kernels import _kernel
 
 __all__ = ["softmax_fused_available", "softmax_multipliers", "softmax_backward"]
 
+#: Lanes of the float64 row sums: rows are padded (or chunked) to multiples of this. The
+#: kernels take it as an argument, so that LLVM vectorizes the loops over the lanes rather
+#: than unrolling them into scalar code (numba runs no SLP vectorizer); ``_combine`` adds
+#: exactly 32 lanes.
+_LANES = 32
+
+#: Rows of float32 pairs up to ``2**_FIXED_BITS`` padded elements sum their ``exp`` values
+#: as fixed-point integers (``_softmax_forward_rows``); relative error <= 2**(2k - 61).
+_FIXED_BITS = 17
+
+
+@intrinsic
+def _bitcast(typingctx, value, like):
+    """``value``'s bits as the type of ``like`` (a number or a number class) of the same
+    width; an integer wider than that is truncated first."""
+    ret = like.instance_type if isinstance(like, types.NumberClass) else like
+    if not isinstance(value, types.Number) or not isinstance(ret, types.Number):
+        return None
+    if value.bitwidth < ret.bitwidth or (value.bitwidth > ret.bitwidth
+                                          and not isinstance(value, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        v = args[0]
+        if value.bitwidth > ret.bitwidth:
+            v = builder.trunc(v, context.get_value_type(types.Integer.from_bitwidth(ret.bitwidth)))
+        return builder.bitcast(v, context.get_value_type(signature.return_type))
+
+    return ret(value, like), codegen
+
+
+@register_jitable(inline="always")
+def _pow2(n):
+    # 2.0 ** n for an integer -1022 <= n <= 1023, exactly
+    return _bitcast((np.int64(n) + 1023) << 52, np.float64)
+
+
+# exp(t) = 2**q exp(u), t = q ln2 + u, |u| <= ln2 / 2 (+ rounding of q), with
+# exp(u) ~ 1 + (u + u**2 P(u)): P's coefficients minimize the maximum relative error on
+# |u| <= ln(2) / 2 + 2e-5 (Remez): 1.0e-10 at degree 7 of the whole polynomial, 7.7e-18 at
+# degree 11 (Taylor polynomials need degrees 8 and 13 for as much).
+_LOG2E = 1.4426950408889634
+_LN2 = 0.6931471805599453
+_LN2HI = 6.93147180369123816490e-01  # fdlibm's split of ln2: q * _LN2HI is exact
+_LN2LO = 1.90821492927058770002e-10
+_P7 = (0.5000000080828253, 0.1666666675643227, 0.041666240614258235, 0.00833328601533167,
+       0.0013948587720608854, 0.00019907579239250944)
+_P11 = (0.500000000000001, 0.16666666666666674, 0.04166666666652204, 0.008333333333322212,
+        0.0013888888947805932, 0.00019841269886579496, 2.4801487342936326e-05,
+        2.7557242349694497e-06, 2.763264937983338e-07, 2.5110044990188876e-08)
+_A2, _A3, _A4, _A5, _A6, _A7 = _P7
+_B2, _B3, _B4, _B5, _B6, _B7, _B8, _B9, _B10, _B11 = _P11
+
+
+def _exp(t):
+    """``exp(t)`` of a float32 or float64 scalar, branch-free (so that a loop of them
+    vectorizes; numba's ``math.exp`` is a libm call per element): see the overload."""
+
+
+@overload(_exp)
+def _exp_impl(t):
+    if t == types.float32:
+        # all in float64 (exact reduction, polynomial error 1.0e-10), rounded once to
+        # float32 by the conversion, subnormal results and overflow to inf included
+        # (2**q, -150 <= q <= 129, is a normal float64): <= 0.502 ulp
+        def impl(t):
+            tc = np.float64(t)
+            tc = tc if tc > -104.0 else -104.0  # NaN -> -104, then restored below
+            tc = tc if tc < 89.0 else 89.0
+            q = np.floor(tc * _LOG2E + 0.5)
+            u = tc - q * _LN2
+            p = 1.0 + (u + (u * u) * (_A2 + u * (_A3 + u * (_A4 + u * (_A5 + u * (
+                _A6 + u * _A7))))))
+            v = np.float32(p * _pow2(q))
+            return v if t == t else t
+
+        return impl
+    if t == types.float64:
+        # Cody-Waite reduction; 2**q as two factors 2**q1 * 2**q2 so that subnormal
+        # results round once and overflow gives inf: <= 1.001 ulp
+        def impl(t):
+            tc = t if t > -746.0 else -746.0
+            tc = tc if tc < 710.0 else 710.0
+            q = np.floor(tc * _LOG2E + 0.5)
+            u = (tc - q * _LN2HI) - q * _LN2LO
+            p = 1.0 + (u + (u * u) * (_B2 + u * (_B3 + u * (_B4 + u * (_B5 + u * (
+                _B6 + u * (_B7 + u * (_B8 + u * (_B9 + u * (_B10 + u * _B11))))))))))
+            q1 = np.floor(q * 0.5)
+            v = p * _pow2(q1) * _pow2(q - q1)
+            return v if t == t else t
+
+        return impl
+
+
+def _key(v):
+    """An integer of ``v``'s width whose order is ``v``'s (float32/float64), NaN (either
+    sign) above all."""
+
+
+@overload(_key)
+def _key_impl(v):
+    if v == types.float32:
+        # int32 throughout (numba widens int32 arithmetic to int64, which halves the lanes)
+        mag, top, sh = np.int32(0x7FFFFFFF), np.int32(0x7F800000), np.int32(31)
+
+        def impl(v):
+            b = _bitcast(v, np.int32)
+            key = np.int32(b ^ ((b >> sh) & mag))  # negatives: larger magnitude, smaller key
+            return mag if (b & mag) > top else key
+
+        return impl
+    if v == types.float64:
+        def impl(v):
+            b = _bitcast(v, np.int64)
+            key = b ^ ((b >> 63) & 0x7FFFFFFFFFFFFFFF)
+            return 0x7FFFFFFFFFFFFFFF if (b & 0x7FFFFFFFFFFFFFFF) > 0x7FF0000000000000 else key
+
+        return impl
+
+
+def _unkey(key, like):
+    """The float (the type of ``like``) whose ``_key`` is ``key`` (a NaN for NaN's)."""
+
+
+@overload(_unkey)
+def _unkey_impl(key, like):
+    if like == types.float32:
+        def impl(key, like):
+            k = np.int64(key)
+            return _bitcast(k ^ ((k >> 31) & 0x7FFFFFFF), np.float32)
+
+        return impl
+    if like == types.float64:
+        def impl(key, like):
+            return _bitcast(key ^ ((key >> 63) & 0x7FFFFFFFFFFFFFFF), np.float64)
+
+        return impl
+
+
+@register_jitable(inline="always")
+def _row_max(a, i, d, copy):
+    # max_j a[i, j] (j < d), NaN if any is NaN (the order-independent max of _key, a
+    # reduction LLVM vectorizes, where a float max with NaN propagation stays serial);
+    # copies the row into copy[:d] on the way
+    best = _key(a[i, 0])
+    for j in range(d):
+        v = a[i, j]
+        copy[j] = v
+        best = max(best, _key(v))
+    return _unkey(best, a[i, 0])
+
+
+@register_jitable(inline="always")
+def _combine(acc):
+    # acc[0] + ... + acc[31] in a fixed order (a tree)
+    for k in range(16):
+        acc[k] += acc[k + 16]
+    for k in range(8):
+        acc[k] += acc[k + 8]
+    for k in range(4):
+        acc[k] += acc[k + 4]
+    return (acc[0] + acc[2]) + (acc[1] + acc[3])
+
+
+@register_jitable(inline="always")
+def _lane_sum(e2, acc):
+    # sum of e2 (nch, 32) in float64: 32 lanes over the rows of e2, then _combine; the
+    # order depends on nch only
+    nch, w = e2.shape
+    for k in range(w):
+        acc[k] = e2[0, k]
+    for ch in range(1, nch):
+        for k in range(w):
+            acc[k] += e2[ch, k]
+    return _combine(acc)
+
 
 @_kernel(error_model="numpy")
-def _vexp(src, dst, n, k, ib1, ib2, fb1, fb2, bias, shift):
-    # dst[:n] = exp(src[:n]) in two branch-free loops that LLVM vectorizes (numba's
-    # math.exp is a libm call per element): Cody-Waite reduction t = q ln2 + u, |u| <= ln2/2,
-    # exp(u) by its Taylor polynomial of degree 13 (Horner), times 2**q built from the
-    # exponent bits of two factors 2**q1 * 2**q2 (so that subnormal results round once).
-    # Arguments below k[5] give 0, above k[6] inf, NaN gives NaN. fb1, fb2 are ib1, ib2
-    # viewed as floats; k and (bias, shift) come from _exp_constants.
-    zero = k[0]
-    half = k[1]
-    log2e = k[2]
-    ln2hi = k[3]
-    ln2lo = k[4]
-    lo = k[5]
-    hi = k[6]
-    inf = k[7]
-    c0 = k[8]
-    c1 = k[9]
-    c2 = k[10]
-    c3 = k[11]
-    c4 = k[12]
-    c5 = k[13]
-    c6 = k[14]
-    c7 = k[15]
-    c8 = k[16]
-    c9 = k[17]
-    c10 = k[18]
-    c11 = k[19]
-    c12 = k[20]
-    c13 = k[21]
+def _vexp(src, dst, n):
+    # dst[:n] = exp(src[:n]) (float32 or float64, vectorized)
     for j in range(n):
-        t = src[j]
-        tc = t if t > lo else lo
-        tc = tc if tc < hi else hi
-        q = math.floor(tc * log2e + half)
-        u = (tc - q * ln2hi) - q * ln2lo
-        dst[j] = (((((((((((((c13 * u + c12) * u + c11) * u + c10) * u + c9) * u + c8) * u
-                         + c7) * u + c6) * u + c5) * u + c4) * u + c3) * u + c2) * u + c1) * u
-                  + c0)
-        q1 = math.floor(q * half)
-        ib1[j] = (int(q1) + bias) << shift
-        ib2[j] = (int(q - q1) + bias) << shift
-    for j in range(n):
-        t = src[j]
-        v = dst[j] * fb1[j] * fb2[j]
-        v = zero if t < lo else v
-        v = inf if t > hi else v
-        dst[j] = v if t == t else t
-
-
-def _exp_constants(dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """``(k, bits)`` for :func:`_vexp` in ``dtype`` (float32 or float64): k = [0, 1/2,
-    log2(e), ln2 high and low parts (Cody-Waite: fdlibm's for float64, Cephes' for
-    float32), the clamps, inf, 1/0!, ..., 1/13!]; bits = [exponent bias, mantissa bits]
-    in the same-width integer type."""
-    if np.dtype(dtype) == np.float32:
-        base = [0.0, 0.5, 1 / math.log(2), 0.693359375, -2.12194440e-4, -104.0, 89.0, np.inf]
-        bits = np.array([127, 23], dtype=np.int32)
-    else:
-        base = [0.0, 0.5, 1 / math.log(2), 6.93147180369123816490e-01,
-                1.90821492927058770002e-10, -746.0, 710.0, np.inf]
-        bits = np.array([1023, 52], dtype=np.int64)
-    coef = [1 / math.factorial(i) for i in range(14)]
-    return np.array(base + coef, dtype=dtype), bits
+        dst[j] = _exp(src[j])
 
 
 @_kernel(error_model="numpy")
-def _example_rows(x, k, bits, cx, ex, sx, yx, lo, hi):
+def _example_rows(x, lanes, cx, ex, sx, yx, lo, hi):
     # per example row (pair-independent): cx = max_j x_j (NaN-propagating), ex = exp(x - cx),
-    # sx = sum_j ex_j (accumulated in float64, rounded once), yx = ex / sx = softmax(x)
+    # sx = sum_j ex_j (float64 lanes, rounded once), yx = ex / sx = softmax(x); ex, yx
+    # (G, dp) padded to dp, a multiple of lanes, ex's padding 0 (the exp of -inf)
     d = x.shape[1]
-    bias = bits[0]
-    shift = bits[1]
-    t = np.empty(d, x.dtype)
-    ib1 = np.empty(d, bits.dtype)
-    ib2 = np.empty(d, bits.dtype)
-    fb1 = ib1.view(x.dtype)
-    fb2 = ib2.view(x.dtype)
+    dp = ex.shape[1]
+    nch = dp // lanes
+    t = np.empty(dp, x.dtype)
+    for j in range(d, dp):
+        t[j] = -np.inf
+    acc = np.empty(lanes, np.float64)
     sums = np.empty(1, x.dtype)
     for e in range(lo, hi):
-        c = x[e, 0]
-        for j in range(d):
-            v = x[e, j]
-            if v > c or v != v:
-                c = v
+        c = _row_max(x, e, d, t)
         cx[e] = c
+        row = ex[e]
+        for j in range(dp):
+            row[j] = _exp(t[j] - c)
+        sums[0] = _lane_sum(row.reshape((nch, lanes)), acc)
+        s = sums[0]
+        sx[e] = s
         for j in range(d):
-            t[j] = x[e, j] - c
-        _vexp(t, ex[e], d, k, ib1, ib2, fb1, fb2, bias, shift)
-        acc = 0.0
-        for j in range(d):
-            acc += ex[e, j]
-        sums[0] = acc
-        sx[e] = sums[0]
-        for j in range(d):
-            yx[e, j] = ex[e, j] / sums[0]
+            yx[e, j] = ex[e, j] / s
 
 
 @_kernel(error_model="numpy")
-def _softmax_forward_rows(x, r, cx, ex, sx, yx, eps, consts, k, bits, log, m_out, rho_out,
+def _softmax_forward_rows(x, r, cx, ex, sx, yx, eps, consts, lanes, log, m_out, rho_out,
                           lo, hi):
-    # x (G, D) example rows with their _example_rows statistics cx, ex, sx, yx; r (P, D)
-    # reference rows of the P = R * G pairs, reference-major, pair row i against example row
-    # i % G; m_out, rho_out (P, D) (rho_out unused when `log`). consts = [1, 1e-30] in the
-    # dtype; k, bits: _vexp's. One exp per reference element: with the shared shift
-    # c = max(cx, cr), exp(x - c) = ex * exp(cx - c) (one exp per row), and the softmaxes
-    # are exp(z) = ex / sx and exp(z_ref) = a_ref / s_ref.
+    # x (G, D) example rows with their _example_rows statistics cx, ex, sx, yx (ex, yx
+    # padded); r (P, D) reference rows of the P = R * G pairs, reference-major, pair row i
+    # against example row i % G; m_out, rho_out (P, D) (rho_out unused when `log`).
+    # consts = [1, 1e-30] in the dtype. One exp per reference element: with the shared
+    # shift c = max(cx, cr), exp(x - c) = ex * exp(cx - c) (one exp per row), and the
+    # softmaxes are exp(z) = ex / sx and exp(z_ref) = a_ref / s_ref.
+    # s_ref: float32 rows with a finite c (so every a_ref is in [0, 1]) add
+    # int64(a_ref * 2**sh) (exact integer sums, vectorized in the exp loop), with 2**sh
+    # the power of two that puts the largest a_ref (exp(cr - c)) just below 2**(61 - kb):
+    # the truncations cost at most dp * 2**-sh, a relative error <= 2**(2 kb - 61) of
+    # s_ref (kb = bit length of dp <= _FIXED_BITS). Other rows (float64; NaN or inf) sum
+    # in float64 lanes.
     g_rows = x.shape[0]
     d = x.shape[1]
+    dp = ex.shape[1]
+    nch = dp // lanes
+    kb = 0
+    while (1 << kb) <= dp:
+        kb += 1
+    fixed = x.itemsize == 4 and kb <= _FIXED_BITS
     one = consts[0]
     tiny = consts[1]
-    bias = bits[0]
-    shift = bits[1]
-    t_r = np.empty(d, x.dtype)
-    e_r = np.empty(d, x.dtype)
+    t_r = np.empty(dp, x.dtype)
+    for j in range(d, dp):
+        t_r[j] = -np.inf
+    e2 = np.empty((nch, lanes), x.dtype)
+    e_r = e2.reshape(dp)
+    acc = np.empty(lanes, np.float64)
     sums = np.empty(2, x.dtype)
-    ib1 = np.empty(d, bits.dtype)
-    ib2 = np.empty(d, bits.dtype)
-    fb1 = ib1.view(x.dtype)
-    fb2 = ib2.view(x.dtype)
     for i in range(lo, hi):
         e = i % g_rows
+        cr = _row_max(r, i, d, t_r)
         c = cx[e]
-        for j in range(d):  # c = max(amax(x), amax(r)), NaN-propagating like torch.maximum
-            v = r[i, j]
-            if v > c or v != v:
-                c = v
-        for j in range(d):
-            t_r[j] = r[i, j] - c
-        _vexp(t_r, e_r, d, k, ib1, ib2, fb1, fb2, bias, shift)
+        c = cr if (cr > c or cr != cr) else c  # torch.maximum: NaN-propagating
+        if fixed and abs(c) < np.inf:
+            top = (cr - c) * _LOG2E  # log2 of the largest a_ref, <= 0 (or -inf)
+            sh = 61 - kb - (math.floor(top) if top > -200.0 else -200)
+            up = _pow2(sh)
+            isum = 0
+            for j in range(dp):
+                v = _exp(t_r[j] - c)
+                e_r[j] = v
+                isum += np.int64(np.float64(v) * up)
+            sums[1] = np.float64(isum) * _pow2(-sh)
+        else:
+            for j in range(dp):
+                e_r[j] = _exp(t_r[j] - c)
+            sums[1] = _lane_sum(e2, acc)
         scale = math.exp(cx[e] - c)
-        acc_r = 0.0
-        for j in range(d):
-            acc_r += e_r[j]
         sums[0] = sx[e] * scale
-        sums[1] = acc_r
         s = sums[0]
         sr = sums[1]
         big_l = math.log(s)
@@ -205,36 +343,59 @@ def _softmax_forward_rows(x, r, cx, ex, sx, yx, eps, consts, k, bits, log, m_out
             m_a = (a - e_r[j]) / dx
             m_a = m_a if abs(dx) >= eps else a
             m_out[i, j] = m_l * m_a
-        if not log:
+        if log:
+            continue
+        if abs(c) < np.inf:
             for j in range(d):
                 y = yx[e, j]
                 dz = (x[e, j] - c - big_l) - (r[i, j] - c - big_lr)
                 rho = (y - e_r[j] / sr) / dz
                 rho_out[i, j] = rho if abs(dz) >= eps else y
+        else:  # exp(z) = exp(x - c - L) is NaN (not ex / sx): so is rho, as in torch
+            for j in range(d):
+                rho_out[i, j] = c - c
 
 
 @_kernel(error_model="numpy")
-def _softmax_backward_rows(grad, m, rho, use_rho, out, lo, hi):
+def _softmax_backward_rows(grad, m, rho, use_rho, lanes, out, lo, hi):
     # grad, m, rho, out (P, D): out = g - m * sum_j g_j with g = grad * rho (use_rho) or
-    # grad; the row sum accumulated in float64 and rounded once to the dtype
+    # grad; the row sum in float64 lanes (then _combine), rounded once to the dtype. Rows
+    # of D >= lanes go in chunks of `lanes` (the last one overlapping the one before, its
+    # repeated elements adding 0 to the lanes); unsigned indices: no wraparound selects
     d = grad.shape[1]
+    w = lanes if d >= lanes else d
+    nch = (d + w - 1) // w
+    uw = uint64(w)
+    acc = np.empty(lanes, np.float64)
     work = np.empty(1, grad.dtype)
     for i in range(lo, hi):
-        acc = 0.0
-        if use_rho:
-            for j in range(d):
-                g = grad[i, j] * rho[i, j]
-                out[i, j] = g
-                acc += g
-        else:
-            for j in range(d):
-                g = grad[i, j]
-                out[i, j] = g
-                acc += g
-        work[0] = acc
+        for k in range(uint64(lanes)):
+            acc[k] = 0.0
+        for ch in range(nch):
+            j0 = uint64(min(ch * lanes, d - w))
+            new = uint64(ch * lanes)  # elements before it are in the lanes already
+            if use_rho:
+                for k in range(uw):
+                    j = j0 + k
+                    g = grad[i, j] * rho[i, j]
+                    acc[k] += g if j >= new else 0.0
+            else:
+                for k in range(uw):
+                    j = j0 + k
+                    g = grad[i, j]
+                    acc[k] += g if j >= new else 0.0
+        work[0] = _combine(acc)
         t = work[0]
-        for j in range(d):
-            out[i, j] = out[i, j] - m[i, j] * t
+        for ch in range(nch):
+            j0 = uint64(min(ch * lanes, d - w))
+            if use_rho:
+                for k in range(uw):
+                    j = j0 + k
+                    out[i, j] = grad[i, j] * rho[i, j] - m[i, j] * t
+            else:
+                for k in range(uw):
+                    j = j0 + k
+                    out[i, j] = grad[i, j] - m[i, j] * t
 
 
 def softmax_fused_available(x: Tensor, r: Tensor) -> bool:
@@ -286,13 +447,13 @@ def softmax_multipliers(x: Tensor, r: Tensor, dim: int, eps: float,
     m = np.empty_like(ra)
     rho = m if log else np.empty_like(ra)
     consts = np.array([1, 1e-30], dtype=xa.dtype)
-    k, bits = _exp_constants(xa.dtype)
     g = xa.shape[0]
+    dp = -(-d // _LANES) * _LANES
     cx, sx = np.empty(g, xa.dtype), np.empty(g, xa.dtype)
-    ex, yx = np.empty_like(xa), np.empty_like(xa)
-    parallel(_example_rows, (xa, k, bits, cx, ex, sx, yx), g, max(d, 1) * 2)
+    ex, yx = np.empty((g, dp), xa.dtype), np.empty((g, dp), xa.dtype)
+    parallel(_example_rows, (xa, _LANES, cx, ex, sx, yx), g, max(d, 1) * 2)
     parallel(_softmax_forward_rows,
-             (xa, ra, cx, ex, sx, yx, xa.dtype.type(eps), consts, k, bits, bool(log), m, rho),
+             (xa, ra, cx, ex, sx, yx, xa.dtype.type(eps), consts, _LANES, bool(log), m, rho),
              ra.shape[0], max(d, 1) * (2 if log else 3))
 
     def back(arr):
@@ -329,6 +490,6 @@ def softmax_backward(grad: Tensor, m_xl: Tensor, rho: Tensor | None, dim: int) -
     ma = ma.reshape(-1, d).numpy()
     pa = ga if rho is None else _rows(rho, dim).reshape(-1, d).numpy()
     out = np.empty_like(ga)
-    parallel(_softmax_backward_rows, (ga, ma, pa, rho is not None, out), ga.shape[0],
+    parallel(_softmax_backward_rows, (ga, ma, pa, rho is not None, _LANES, out), ga.shape[0],
              max(d, 1))
     return torch.from_numpy(out).reshape(moved).movedim(-1, dim)
