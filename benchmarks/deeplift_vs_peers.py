@@ -23,9 +23,17 @@ this one): tangermeme's time on a model moved by up to 1.5x depending on which
 models ran before it in the same process (the allocator's state), ours much less.
 The JSON keeps every round's ratio besides the medians.
 
+The allocator matters as much: with glibc's defaults, large tensors freed and allocated
+again fault their pages in anew, and tangermeme's call on the BPNet-style model spent
+up to 3 s of system time on that (1.8 GB of page faults per call), ours about 0.1 s.
+Every round records page faults and system seconds per call; ``--malloc retain`` runs
+the fresh processes with glibc keeping freed memory (``RETAIN_MALLOC``, the effect of
+preloading jemalloc or tcmalloc), where both run without that cost.
+
 Usage: ``python benchmarks/deeplift_vs_peers.py [--models bpnet,basset,transformer]
-[--rounds 3] [--skip-memory] [--skip-targets] [--in-process] [--json PATH]``; the
-default JSON is ``benchmarks/results/deeplift_vs_peers_cpu<threads>.json``.
+[--rounds 3] [--skip-memory] [--skip-targets] [--in-process] [--malloc default|retain]
+[--json PATH]``; the default JSON is
+``benchmarks/results/deeplift_vs_peers_cpu<threads>[_retain].json``.
 """
 
 from __future__ import annotations
@@ -54,10 +62,36 @@ from _env import environment  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _timed(fn):
+#: glibc settings for ``--malloc retain``: freed memory stays with the process (no mmap for
+#: large blocks, no trimming of the heap's top), so a tensor allocated again costs no page
+#: faults. The same effect as jemalloc/tcmalloc preloaded, PyTorch's CPU tuning advice.
+RETAIN_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 32), "MALLOC_TRIM_THRESHOLD_": str(1 << 34),
+                 "MALLOC_TOP_PAD_": str(1 << 29)}
+
+
+def _faults_and_system_time() -> tuple[int, float]:
+    """Minor page faults and system CPU seconds of this process so far (0, 0.0 where the
+    ``resource`` module is missing)."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return 0, 0.0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_minflt, usage.ru_stime
+
+
+def _timed(fn, usage: dict | None = None):
+    """Wall and process CPU seconds of ``fn()``; page faults and system seconds are added to
+    ``usage["faults"]`` / ``usage["system_s"]`` when given."""
+    f0, s0 = _faults_and_system_time()
     t0, c0 = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - t0, time.process_time() - c0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    if usage is not None:
+        f1, s1 = _faults_and_system_time()
+        usage.setdefault("faults", []).append(f1 - f0)
+        usage.setdefault("system_s", []).append(round(s1 - s0, 4))
+    return wall, cpu
 
 
 def _calls(case) -> dict:
@@ -78,9 +112,10 @@ def speed(case, rounds: int) -> dict:
         fn()  # warm-up (oneDNN kernels, numba cache)
     wall = {k: [] for k in calls}
     cpu = {k: [] for k in calls}
+    usage = {k: {} for k in calls}
     for _ in range(rounds):  # interleaved, so that machine noise hits all alike
         for name, fn in calls.items():
-            w, c = _timed(fn)
+            w, c = _timed(fn, usage[name])
             wall[name].append(w)
             cpu[name].append(c)
     med = {k: statistics.median(v) for k, v in wall.items()}
@@ -94,7 +129,10 @@ def speed(case, rounds: int) -> dict:
            "cpu_time_speedup_vs_tangermeme": med_cpu["tangermeme"] / med_cpu["ours"],
            "ours_over_plain": med["ours"] / med["plain_fwd_bwd"],
            "tangermeme_over_plain": med["tangermeme"] / med["plain_fwd_bwd"],
-           "batched_speedup_vs_examples": med["ours_examples"] / med["ours"]}
+           "batched_speedup_vs_examples": med["ours_examples"] / med["ours"],
+           "page_faults_per_call": {k: statistics.median(v["faults"]) for k, v in usage.items()},
+           "system_seconds_per_call": {k: statistics.median(v["system_s"])
+                                       for k, v in usage.items()}}
     if "captum" in med:
         out["speedup_vs_captum"] = med["captum"] / med["ours"]
     return out
@@ -177,15 +215,17 @@ def measure_model(name: str, rounds: int, targets: bool) -> dict:
     return rec
 
 
-def measure_model_fresh(name: str, rounds: int, targets: bool) -> dict:
+def measure_model_fresh(name: str, rounds: int, targets: bool,
+                        malloc_env: dict | None = None) -> dict:
     """:func:`measure_model` in a fresh Python process: the allocator's and oneDNN's state
-    left by the models measured before do not reach this one."""
+    left by the models measured before do not reach this one. ``malloc_env``: extra
+    environment variables for that process (:data:`RETAIN_MALLOC`)."""
     code = (f"import json, sys; sys.path.insert(0, {HERE!r}); "
             f"from deeplift_vs_peers import measure_model; "
             f"print('JSON' + json.dumps(measure_model({name!r}, {rounds}, {targets}), "
             f"default=str))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+                         check=True, env={**os.environ, **(malloc_env or {})})
     line = next(x for x in reversed(res.stdout.splitlines()) if x.startswith("JSON"))
     return json.loads(line[4:])
 
@@ -199,15 +239,29 @@ def main(argv=None):
     parser.add_argument("--in-process", action="store_true",
                         help="measure every model in this process (default: one fresh "
                              "process per model)")
+    parser.add_argument("--malloc", choices=("default", "retain"), default="default",
+                        help="'retain': measure with glibc keeping freed memory (no page "
+                             "faults for re-allocated tensors; RETAIN_MALLOC), as jemalloc or "
+                             "tcmalloc would; needs the fresh processes")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
+    if args.malloc == "retain" and args.in_process:
+        parser.error("--malloc retain sets the allocator of the fresh processes; drop "
+                     "--in-process (or set the MALLOC_* variables yourself)")
+    malloc_env = RETAIN_MALLOC if args.malloc == "retain" else {}
     env = environment()
-    print(f"{env['cpu_model']}; torch {env['torch']}, {env['torch_threads']} threads")
+    print(f"{env['cpu_model']}; torch {env['torch']}, {env['torch_threads']} threads; "
+          f"allocator: {args.malloc}")
     result = {"what": __doc__.splitlines()[0], **env, "batch_pairs": BATCH,
-              "fresh_process_per_model": not args.in_process, "models": {}}
-    measure = measure_model if args.in_process else measure_model_fresh
+              "fresh_process_per_model": not args.in_process, "malloc": args.malloc,
+              "malloc_env": {**{k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
+                             **malloc_env},
+              "models": {}}
     for name in args.models.split(","):
-        rec = measure(name, args.rounds, not args.skip_targets)
+        if args.in_process:
+            rec = measure_model(name, args.rounds, not args.skip_targets)
+        else:
+            rec = measure_model_fresh(name, args.rounds, not args.skip_targets, malloc_env)
         result["models"][name] = rec
         s = rec["speed"]
         print(f"\n{name}: {rec['description']}; {s['pairs']} pairs, batch {BATCH}")
@@ -219,6 +273,9 @@ def main(argv=None):
               f"{s['cpu_time_speedup_vs_tangermeme']:.2f}x); batched vs examples "
               f"{s['batched_speedup_vs_examples']:.2f}x; ours / plain fwd+bwd "
               f"{s['ours_over_plain']:.2f}")
+        faults, system = s["page_faults_per_call"], s["system_seconds_per_call"]
+        print("  page faults / system s per call: " + ", ".join(
+            f"{k} {faults[k]:.0f} / {system[k]:.2f}" for k in faults))
         a = rec["agreement"]
         print(f"  float64 agreement with tangermeme: {a['float64_max_abs_diff_over_max_abs']:.1e}"
               f" (ours max |delta| {a['ours_max_abs_delta']:.1e})")
@@ -234,8 +291,9 @@ def main(argv=None):
             for impl, row in rec["peak_mb_over_baseline"].items():
                 cells = ", ".join(f"N={n}: {v:.0f}" for n, v in row.items())
                 print(f"  {impl:>22}: {cells}; {rec['mb_per_pair_at_32'][impl]:.1f} MB/pair")
+    suffix = "_retain" if args.malloc == "retain" else ""
     path = args.json or os.path.join(
-        HERE, "results", f"deeplift_vs_peers_cpu{env['torch_threads']}.json")
+        HERE, "results", f"deeplift_vs_peers_cpu{env['torch_threads']}{suffix}.json")
     tmp = path + ".tmp"
     with open(tmp, "w") as fh:
         json.dump(result, fh, indent=1, default=str)
