@@ -56,6 +56,7 @@ from captum_genomics.deeplift.layout import (
     row_order,
 )
 from captum_genomics.deeplift.rules.base import PairCursor, Rule, out_of_place, requires_grad
+from captum_genomics.deeplift.rules.ops import normalize_op_name
 
 __all__ = ["Conv1dInputGradient", "SharedLinear", "SharedBatchNorm", "shared_sum",
            "shared_constant", "MIN_CHANNELS", "GEMM_MIN_FILTERS"]
@@ -127,7 +128,9 @@ def _geometry(bound: dict, weight: Tensor) -> tuple | None:
 def _conv_vjp(weight: Tensor, stride, padding, dilation, groups,
               channels_last: bool = False) -> Callable:
     """Input gradient of a convolution for ``grad`` over any number of rows
-    (channels-last where the forward was, :mod:`captum_genomics.deeplift.layout`)."""
+    (channels-last where the forward was, :mod:`captum_genomics.deeplift.layout`); its
+    ``own_kernel`` attribute says whether it computes it otherwise than autograd would
+    (the flipped convolution, the GEMM and fold)."""
     d = weight.ndim - 2
     flip = (d == 1 and groups == 1 and stride == (1,) and weight.shape[1] >= MIN_CHANNELS
             and padding[0] <= dilation[0] * (weight.shape[-1] - 1))
@@ -140,6 +143,7 @@ def _conv_vjp(weight: Tensor, stride, padding, dilation, groups,
             if channels_last and grad.dtype == torch.float32:
                 return conv1d_channels_last(grad, w, None, (1,), (back,), dilation, 1)
             return F.conv1d(grad, w, None, 1, back, dilation[0], 1)
+        vjp.own_kernel = True
         return vjp
 
     gemm = _gemm_fold_applies(weight, stride, padding, dilation, groups)
@@ -152,6 +156,7 @@ def _conv_vjp(weight: Tensor, stride, padding, dilation, groups,
         return torch.ops.aten.convolution_backward(
             grad, dummy, w, None, list(stride), list(padding), list(dilation), False,
             [0] * d, groups, [True, False, False])[0]
+    vjp.own_kernel = gemm  # else autograd's own kernel, convolution_backward
     return vjp
 
 
@@ -272,7 +277,7 @@ class SharedLinear(Rule):
             return whole()
         if pairs.batched and pairs.dedupable(x):
             layout = pairs
-        elif self._own_backward_on_every_row(bound, x):
+        elif self._own_backward_on_every_row(x, vjp):
             pairs.fill(x)
             layout = PairCursor(x.shape[0], 1)  # every row computed, nothing to share
         else:
@@ -285,9 +290,9 @@ class SharedLinear(Rule):
 
         return _SharedFunction.apply(x, compute, vjp, layout)
 
-    def _own_backward_on_every_row(self, bound: dict, x: Tensor) -> bool:
+    def _own_backward_on_every_row(self, x: Tensor, vjp: Callable) -> bool:
         """Whether, with no rows to share, the op still uses this rule's input gradient
-        (else autograd's own; see :class:`Conv1dInputGradient`)."""
+        ``vjp`` (else autograd's own; see :class:`Conv1dInputGradient`)."""
         return False
 
     def _vjp(self, func, bound, x, weight, channels_last: bool) -> Callable | None:
@@ -307,16 +312,8 @@ class Conv1dInputGradient(SharedLinear):
 
     name = "conv1d-input-gradient"
 
-    def _own_backward_on_every_row(self, bound, x):
-        if x.ndim != 3:
-            return False
-        if (_tuple(bound.get("stride", 1), 1) == (1,) and bound.get("groups", 1) == 1
-                and x.shape[1] >= MIN_CHANNELS):
-            return True
-        weight = bound.get("weight")
-        geometry = _geometry(bound, weight) if isinstance(weight, Tensor) else None
-        return (geometry is not None and x.device.type == "cpu"
-                and _gemm_fold_applies(weight, *geometry))
+    def _own_backward_on_every_row(self, x, vjp):
+        return x.ndim == 3 and getattr(vjp, "own_kernel", False)
 
 
 _BATCH_NORM_ARGS = ("input", "running_mean", "running_var", "weight", "bias", "training",
@@ -426,14 +423,13 @@ _CONSTANT_OPS: dict[str, Callable] = {
     "sub": lambda grad, c, alpha, x_first: grad if x_first else grad * -alpha,
 }
 
-#: ``c * x`` and ``c + x`` as ``Tensor.__rmul__(x, c)`` / ``__radd__``, ``x / c`` as
-#: ``__truediv__``, and numpy-style spellings: the backward of ``mul``, ``add``, ``div``, ``sub``
-_REFLECTED = {"rmul": "mul", "radd": "add", "truediv": "div", "true_divide": "div",
-              "divide": "div", "multiply": "mul", "subtract": "sub"}
+#: ``c * x`` and ``c + x`` as ``Tensor.__rmul__(x, c)`` / ``__radd__``, and ``x / c`` as
+#: ``__truediv__`` (registry names): the backward of ``mul``, ``add``, ``div``
+_REFLECTED = {"rmul": "mul", "radd": "add", "truediv": "div"}
 
-#: Registry names (rules.registry.normalize_op_name) the engine hands to
-#: :func:`shared_constant`; ``mul`` goes through the Product rule, which calls it as well
-CONSTANT_OP_NAMES = frozenset(("add", "sub", "div", "mul", "rmul", "radd", "truediv"))
+#: Registry names (rules.ops.normalize_op_name) the engine hands to :func:`shared_constant`;
+#: ``mul`` goes through the Product rule, which calls it as well
+CONSTANT_OP_NAMES = frozenset(_CONSTANT_OPS) | frozenset(_REFLECTED)
 
 
 def _row_free_constant(c: Any, x: Tensor) -> bool:
@@ -471,7 +467,7 @@ def shared_constant(func, args: tuple, kwargs: dict, pairs) -> Tensor | None:
     ``c / x``, a constant with pair rows or one that broadcasts ``x`` to a larger shape or
     promotes its dtype.
     """
-    name = getattr(func, "__name__", "").strip("_")
+    name = normalize_op_name(getattr(func, "__name__", ""))
     name = _REFLECTED.get(name, name)
     if (name not in _CONSTANT_OPS or not pairs.batched or len(args) != 2
             or set(kwargs) - ({"alpha"} if name in ("add", "sub") else set())

@@ -11,11 +11,14 @@ them (``torch.relu``, ``F.relu``, ``Tensor.relu_`` are all ``"relu"``).
   uses; the engine reports them when they act nonlinearly on input-dependent
   tensors (two input-dependent factors, an input-dependent divisor, a
   comparison of input-dependent tensors).
+- ``ALIASES`` and :func:`normalize_op_name`: the one spelling of every op name (also
+  re-exported by :mod:`~captum_genomics.deeplift.rules.registry`).
 """
 
 from __future__ import annotations
 
-__all__ = ["ELEMENTWISE_OPS", "LINEAR_OPS", "BILINEAR_OPS", "DIVISION_OPS", "COMPARISON_OPS"]
+__all__ = ["ELEMENTWISE_OPS", "LINEAR_OPS", "BILINEAR_OPS", "DIVISION_OPS", "COMPARISON_OPS",
+           "ALIASES", "normalize_op_name"]
 
 #: Elementwise functions of one input-dependent tensor, handled by the rescale rule.
 ELEMENTWISE_OPS = (
@@ -75,3 +78,22 @@ DIVISION_OPS = frozenset(("div", "truediv", "rtruediv", "itruediv", "true_divide
 COMPARISON_OPS = frozenset(("gt", "lt", "ge", "le", "eq", "ne", "greater", "less",
                             "greater_equal", "less_equal", "not_equal", "isclose",
                             "argmax", "argmin", "argsort", "heaviside", "signbit"))
+
+
+#: Other spellings of the same op (``torch.special`` names, numpy-style aliases).
+ALIASES = {
+    "special_expit": "sigmoid", "expit": "sigmoid", "special_erf": "erf",
+    "special_erfc": "erfc", "special_erfinv": "erfinv", "special_logit": "logit",
+    "special_log1p": "log1p", "special_expm1": "expm1", "special_exp2": "exp2",
+    "special_sinc": "sinc", "special_round": "round", "special_softmax": "softmax",
+    "special_log_softmax": "log_softmax", "arcsinh": "asinh", "arctan": "atan",
+    "absolute": "abs", "clip": "clamp", "negative": "neg", "concat": "cat",
+    "concatenate": "cat", "true_divide": "div", "multiply": "mul", "subtract": "sub",
+    "divide": "div", "swapaxes": "transpose", "swapdims": "transpose",
+}
+
+
+def normalize_op_name(name: str) -> str:
+    """Canonical registry name: strip leading/trailing underscores, resolve aliases."""
+    name = name.strip("_")
+    return ALIASES.get(name, name)

@@ -88,7 +88,7 @@ class Product(Rule):
         if state is None or len(args) < 2 or not (requires_grad(args[0])
                                                   and requires_grad(args[1])):
             # a constant operand: a linear op, with autograd's own backward
-            shared = shared_constant(func, args, kwargs, pairs) if pairs.batched else None
+            shared = shared_constant(func, args, kwargs, pairs)
             if shared is not None:
                 return shared
             pairs.fill_in((args, kwargs))

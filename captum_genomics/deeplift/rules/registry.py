@@ -28,7 +28,7 @@ from captum_genomics.deeplift.rules.conv import (
 from captum_genomics.deeplift.rules.glu import GLU
 from captum_genomics.deeplift.rules.maxpool import MaxPool, MaxReduce
 from captum_genomics.deeplift.rules.normalization import Normalization
-from captum_genomics.deeplift.rules.ops import ELEMENTWISE_OPS
+from captum_genomics.deeplift.rules.ops import ALIASES, ELEMENTWISE_OPS, normalize_op_name
 from captum_genomics.deeplift.rules.product import Product
 from captum_genomics.deeplift.rules.rescale import Rescale
 from captum_genomics.deeplift.rules.softmax import Softmax
@@ -40,25 +40,6 @@ __all__ = [
     "default_rules",
     "op_name",
 ]
-
-
-#: Other spellings of the same op (``torch.special`` names, numpy-style aliases).
-ALIASES = {
-    "special_expit": "sigmoid", "expit": "sigmoid", "special_erf": "erf",
-    "special_erfc": "erfc", "special_erfinv": "erfinv", "special_logit": "logit",
-    "special_log1p": "log1p", "special_expm1": "expm1", "special_exp2": "exp2",
-    "special_sinc": "sinc", "special_round": "round", "special_softmax": "softmax",
-    "special_log_softmax": "log_softmax", "arcsinh": "asinh", "arctan": "atan",
-    "absolute": "abs", "clip": "clamp", "negative": "neg", "concat": "cat",
-    "concatenate": "cat", "true_divide": "div", "multiply": "mul", "subtract": "sub",
-    "divide": "div", "swapaxes": "transpose", "swapdims": "transpose",
-}
-
-
-def normalize_op_name(name: str) -> str:
-    """Canonical registry name: strip leading/trailing underscores, resolve aliases."""
-    name = name.strip("_")
-    return ALIASES.get(name, name)
 
 
 def op_name(func: Callable) -> str:
