@@ -134,3 +134,20 @@ def plain_forward_backward(model, x, refs, target=0):
         batch = torch.cat([xs[s:s + BATCH], rs[s:s + BATCH]]).requires_grad_(True)
         y = model(batch)[:, target]
         torch.autograd.grad(y.sum(), batch)
+
+
+def floor_forward_backward(model, x, refs, target=0):
+    """An ordinary forward and input-gradient backward of the reference rows alone.
+
+    One forward and one backward per example-reference pair, ``BATCH`` pairs per call,
+    with the model's own kernels: the work DeepLIFT/SHAP cannot avoid (the references'
+    activations, and every pair's multipliers), against which an implementation's
+    overhead is measured. ``x`` is not used (it has the anchors' signature).
+    """
+    n, k = refs.shape[:2]
+    rs = refs.reshape(n * k, *refs.shape[2:])
+    for s in range(0, n * k, BATCH):
+        batch = rs[s:s + BATCH].clone().requires_grad_(True)
+        y = model(batch)[:, target]
+        torch.autograd.grad(y.sum(), batch)
+

@@ -9,8 +9,11 @@ example-reference pairs per batch, CPU, float32. For each model, in one run:
   large models before), tangermeme's ``deep_lift_shap``, Captum's ``DeepLift`` over
   the same pairs (convolutional models only: it has no rules for attention), and
   an ordinary forward and backward of the concatenated ``[inputs; references]``
-  (``plain_fwd_bwd``, for scale); medians of ``--rounds`` interleaved runs after a
-  warm-up, and the process CPU time of the same runs;
+  (``plain_fwd_bwd``, for scale), and one of the reference rows alone
+  (``floor_fwd_bwd``: one forward and one backward per pair, the work DeepLIFT/SHAP
+  needs, with the model's own kernels; ``tangermeme_over_floor`` is the speed-up over
+  tangermeme that an implementation doing only that work would reach); medians of
+  ``--rounds`` interleaved runs after a warm-up, and the process CPU time of the same runs;
 - agreement with tangermeme in float64 on 2 examples (max |ours - tangermeme|
   over max |tangermeme|; the goal is <= 1e-6);
 - 8 targets in one call vs 8 tangermeme calls (BPNet-style and Basset-style);
@@ -52,6 +55,7 @@ from _deeplift_setup import (  # noqa: E402
     BATCH,
     MODELS,
     captum_deeplift,
+    floor_forward_backward,
     make_case,
     ours,
     plain_forward_backward,
@@ -102,6 +106,7 @@ def _calls(case) -> dict:
     if case.name != "transformer":
         calls["captum"] = lambda: captum_deeplift(m, x, refs)
     calls["plain_fwd_bwd"] = lambda: plain_forward_backward(m, x, refs)
+    calls["floor_fwd_bwd"] = lambda: floor_forward_backward(m, x, refs)
     return calls
 
 
@@ -129,6 +134,11 @@ def speed(case, rounds: int) -> dict:
            "cpu_time_speedup_vs_tangermeme": med_cpu["tangermeme"] / med_cpu["ours"],
            "ours_over_plain": med["ours"] / med["plain_fwd_bwd"],
            "tangermeme_over_plain": med["tangermeme"] / med["plain_fwd_bwd"],
+           # the floor: one forward and one backward per pair with the model's kernels;
+           # tangermeme / floor is the speed-up an implementation doing that work and
+           # nothing else would reach (its ceiling at these kernels)
+           "ours_over_floor": med["ours"] / med["floor_fwd_bwd"],
+           "tangermeme_over_floor": med["tangermeme"] / med["floor_fwd_bwd"],
            "batched_speedup_vs_examples": med["ours_examples"] / med["ours"],
            "page_faults_per_call": {k: statistics.median(v["faults"]) for k, v in usage.items()},
            "system_seconds_per_call": {k: statistics.median(v["system_s"])
@@ -273,6 +283,9 @@ def main(argv=None):
               f"{s['cpu_time_speedup_vs_tangermeme']:.2f}x); batched vs examples "
               f"{s['batched_speedup_vs_examples']:.2f}x; ours / plain fwd+bwd "
               f"{s['ours_over_plain']:.2f}")
+        print(f"  floor (one fwd + one bwd per pair): ours / floor {s['ours_over_floor']:.2f}, "
+              f"tangermeme / floor {s['tangermeme_over_floor']:.2f} (the ceiling of the "
+              "speed-up at these kernels)")
         faults, system = s["page_faults_per_call"], s["system_seconds_per_call"]
         print("  page faults / system s per call: " + ", ".join(
             f"{k} {faults[k]:.0f} / {system[k]:.2f}" for k in faults))

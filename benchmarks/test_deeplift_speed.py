@@ -7,7 +7,8 @@ The ratios, agreement and memory are printed (and written to JSON) by
 
 import pytest
 
-from _deeplift_setup import MODELS, captum_deeplift, make_case, ours, plain_forward_backward, tangermeme
+from _deeplift_setup import (MODELS, captum_deeplift, floor_forward_backward, make_case, ours,
+                             plain_forward_backward, tangermeme)
 
 
 @pytest.fixture(scope="module", params=MODELS)
@@ -17,14 +18,15 @@ def case(request):
 
 def _peers(case):
     calls = {"ours": (case.model, ours), "tangermeme": (case.peer_model, tangermeme),
-             "plain_forward_backward": (case.model, plain_forward_backward)}
+             "plain_forward_backward": (case.model, plain_forward_backward),
+             "floor_forward_backward": (case.model, floor_forward_backward)}
     if case.name != "transformer":  # Captum has no rules for attention
         calls["captum_deeplift"] = (case.model, captum_deeplift)
     return calls
 
 
 @pytest.mark.parametrize("impl", ["ours", "tangermeme", "captum_deeplift",
-                                  "plain_forward_backward"])
+                                  "plain_forward_backward", "floor_forward_backward"])
 def test_pairs(benchmark, case, impl):
     calls = _peers(case)
     if impl not in calls:
