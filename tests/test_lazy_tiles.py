@@ -164,3 +164,43 @@ def test_lazy_tiles_in_attention_layers(n_examples):
     _, delta = ShuffleDeepLiftShap(model).attribute(x, references=refs, target=0,
                                                     return_convergence_delta=True)
     assert delta.abs().max() < 1e-5  # the float32 softmax
+
+
+class _WithDropout(nn.Module):
+    """A convolution, an eval-mode dropout (the identity) and another convolution."""
+
+    def __init__(self, p):
+        super().__init__()
+        self.c1 = nn.Conv1d(4, 6, 3, padding=1)
+        self.drop = nn.Dropout(p)
+        self.c2 = nn.Conv1d(6, 2, 3, padding=1)
+
+    def forward(self, x):
+        return self.c2(torch.relu(self.drop(self.c1(x)))).mean(-1)
+
+
+def test_eval_dropout_passes_a_pending_tile_through(monkeypatch):
+    """In eval mode a dropout returns its input, so a lazy tile goes through it unwritten
+    (no fill while the dropout runs), with the bits of the model without it."""
+    inside, filled = [False], []
+    fill = PairCursor.fill
+
+    def counting(self, t):
+        if self.is_pending(t) and inside[0]:
+            filled.append(tuple(t.shape))
+        return fill(self, t)
+
+    monkeypatch.setattr(PairCursor, "fill", counting)
+    g = torch.Generator().manual_seed(3)
+    x = random_one_hot(2, 9, g)
+    refs = random_one_hot(2 * 3, 9, g).reshape(2, 3, 4, 9)
+    runs = []
+    for p in (0.0, 0.4):
+        torch.manual_seed(4)
+        model = _WithDropout(p).double().eval()
+        model.drop.register_forward_pre_hook(lambda m, a: inside.__setitem__(0, True))
+        model.drop.register_forward_hook(lambda m, a, o: inside.__setitem__(0, False))
+        runs.append(ShuffleDeepLiftShap(model).attribute(x, references=refs, target=1,
+                                                         return_multipliers=True))
+    assert torch.equal(runs[0], runs[1])
+    assert filled == []

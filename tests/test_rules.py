@@ -360,3 +360,13 @@ def test_in_place_activations_equal_their_out_of_place_forms(strategy):
     b, _ = ShuffleDeepLiftShap(out_of_place).attribute(x, **kw)
     assert delta.abs().max() < 1e-12
     assert torch.allclose(a, b, rtol=0, atol=1e-12)
+
+
+def test_product_midpoint_has_the_bits_of_the_sum_halved():
+    from captum_genomics.deeplift.rules.product import _midpoint
+
+    g = torch.Generator().manual_seed(5)
+    for dtype in (torch.float32, torch.float64):
+        x = torch.randn(3, 7, 11, generator=g, dtype=dtype) * 1e3
+        r = torch.randn(4, 3, 7, 11, generator=g, dtype=dtype) * 1e-2
+        assert torch.equal(_midpoint(x, r), (x + r) / 2)

@@ -148,8 +148,20 @@ _METADATA = frozenset((
 _METADATA_PROPERTIES = frozenset((
     "shape", "dtype", "device", "ndim", "layout", "requires_grad", "is_leaf", "grad_fn",
     "is_cuda", "is_cpu", "is_meta", "is_sparse", "is_quantized", "is_mkldnn", "itemsize",
-    "nbytes", "names", "output_nr", "_version",
+    "nbytes", "names", "output_nr", "_version", "is_nested", "is_sparse_csr", "is_xpu",
+    "is_mps", "is_xla", "is_vulkan", "is_ipu", "is_maia",
 ))
+
+#: Dropouts: the identity (their input itself) outside training or at ``p = 0``.
+_DROPOUTS = frozenset(("dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
+                       "feature_alpha_dropout"))
+
+
+def _dropout_is_identity(args: tuple, kwargs: dict) -> bool:
+    """Whether a dropout call (``(input, p, training, inplace)``) returns its input as is."""
+    p = args[1] if len(args) > 1 else kwargs.get("p", 0.5)
+    training = args[2] if len(args) > 2 else kwargs.get("training", True)
+    return isinstance(p, (int, float)) and (not training or p == 0)
 
 
 def _reads_values(func: Callable, name: str) -> bool:
@@ -264,6 +276,8 @@ class _ApplyMode(TorchFunctionMode):
                 out = shared_constant(func, args, kwargs, self.pairs)
                 if out is not None:
                     return out
+            if lazy and name in _DROPOUTS and _dropout_is_identity(args, kwargs):
+                return _call(func, name, args, kwargs)  # returns its input: reads nothing
             if lazy and _reads_values(func, name):
                 self.pairs.fill_in((args, kwargs))
             out = _call(func, name, args, kwargs)

@@ -33,6 +33,16 @@ def _direct_vjp(kind: str | None, am: Tensor, bm: Tensor, grad: Tensor):
     return None
 
 
+def _midpoint(x: Tensor, r: Tensor) -> Tensor:
+    """``(x + r) / 2`` for the examples ``x`` ``(n, ...)`` and references ``r`` ``(R, n, ...)``
+    in one pass over the ``(R, n, ...)`` result: ``x / 2`` on the examples, then
+    ``x / 2 + r / 2`` (halving is exact, so these are the bits of ``(x + r) / 2`` wherever
+    neither halves nor the sum leave the normal range)."""
+    if not (x.is_floating_point() and r.is_floating_point()):
+        return (x + r).div_(2)
+    return torch.add(x * 0.5, r, alpha=0.5)
+
+
 class _ProductFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a_rows, b_rows, ar, br, fn, pairs, kind):
@@ -40,7 +50,7 @@ class _ProductFunction(torch.autograd.Function):
         a, b = pairs.examples(a_rows), pairs.examples(b_rows)
         out = pairs.tile(fn(a, b))
         ctx.fn, ctx.pairs, ctx.kind = fn, pairs, kind
-        ctx.save_for_backward((a + ar).div_(2), (b + br).div_(2))  # midpoints, one buffer each
+        ctx.save_for_backward(_midpoint(a, ar), _midpoint(b, br))
         return out
 
     @staticmethod
