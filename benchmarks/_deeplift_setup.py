@@ -131,9 +131,13 @@ def plain_forward_backward(model, x, refs, target=0):
     xs = x.repeat_interleave(k, 0)
     rs = refs.reshape(n * k, *refs.shape[2:])
     for s in range(0, n * k, BATCH):
-        batch = torch.cat([xs[s:s + BATCH], rs[s:s + BATCH]]).requires_grad_(True)
-        y = model(batch)[:, target]
-        torch.autograd.grad(y.sum(), batch)
+        _input_gradient(model, torch.cat([xs[s:s + BATCH], rs[s:s + BATCH]]), target)
+
+
+def _input_gradient(model, batch, target):
+    """One ordinary forward of ``batch`` and the backward of ``target`` to its inputs."""
+    batch = batch.requires_grad_(True)
+    torch.autograd.grad(model(batch)[:, target].sum(), batch)
 
 
 def floor_forward_backward(model, x, refs, target=0):
@@ -147,7 +151,4 @@ def floor_forward_backward(model, x, refs, target=0):
     n, k = refs.shape[:2]
     rs = refs.reshape(n * k, *refs.shape[2:])
     for s in range(0, n * k, BATCH):
-        batch = rs[s:s + BATCH].clone().requires_grad_(True)
-        y = model(batch)[:, target]
-        torch.autograd.grad(y.sum(), batch)
-
+        _input_gradient(model, rs[s:s + BATCH].clone(), target)

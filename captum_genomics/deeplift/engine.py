@@ -164,11 +164,14 @@ def _dropout_is_identity(args: tuple, kwargs: dict) -> bool:
     return isinstance(p, (int, float)) and (not training or p == 0)
 
 
-def _reads_values(func: Callable, name: str) -> bool:
-    """Whether op ``func`` (registry name ``name``) may read the values of its tensors."""
+def _reads_values(func: Callable, name: str, args: tuple, kwargs: dict) -> bool:
+    """Whether op ``func`` (registry name ``name``) called on ``args``/``kwargs`` may read
+    the values of its tensors (not a metadata read, nor a dropout that returns its input)."""
     if name == "get":  # a property: Tensor.shape.__get__ and the like
         owner = getattr(func, "__self__", None)
         return getattr(owner, "__name__", None) not in _METADATA_PROPERTIES
+    if name in _DROPOUTS:
+        return not _dropout_is_identity(args, kwargs)
     return name not in _METADATA
 
 
@@ -276,9 +279,7 @@ class _ApplyMode(TorchFunctionMode):
                 out = shared_constant(func, args, kwargs, self.pairs)
                 if out is not None:
                     return out
-            if lazy and name in _DROPOUTS and _dropout_is_identity(args, kwargs):
-                return _call(func, name, args, kwargs)  # returns its input: reads nothing
-            if lazy and _reads_values(func, name):
+            if lazy and _reads_values(func, name, args, kwargs):
                 self.pairs.fill_in((args, kwargs))
             out = _call(func, name, args, kwargs)
             self._check_linear(func, name, args, kwargs, out)

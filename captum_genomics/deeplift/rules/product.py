@@ -38,8 +38,6 @@ def _midpoint(x: Tensor, r: Tensor) -> Tensor:
     in one pass over the ``(R, n, ...)`` result: ``x / 2`` on the examples, then
     ``x / 2 + r / 2`` (halving is exact, so these are the bits of ``(x + r) / 2`` wherever
     neither halves nor the sum leave the normal range)."""
-    if not (x.is_floating_point() and r.is_floating_point()):
-        return (x + r).div_(2)
     return torch.add(x * 0.5, r, alpha=0.5)
 
 
